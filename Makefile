@@ -1,0 +1,32 @@
+# mmseg_ext developer entry points. `make demo` and `make test` are the README's
+# two commands; both set the environment up first (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_CFG ?= configs/segformer/segformer_mit-b0_1xb8-1k_synthimb-128x128.py
+DEMO_DATA ?= data/synthetic_imbalance
+DEMO_WORK ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean-demo
+
+setup:
+	VENV=$(VENV) bash tools/setup_env.sh
+
+demo: setup
+	$(PY) tools/misc/generate_demo_data.py $(DEMO_DATA)
+	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK) \
+		--cfg-options train_dataloader.dataset.data_root=$(DEMO_DATA) \
+		val_dataloader.dataset.data_root=$(DEMO_DATA) \
+		test_dataloader.dataset.data_root=$(DEMO_DATA)
+	$(PY) tools/test.py $(DEMO_CFG) "$$(cat $(DEMO_WORK)/last_checkpoint)" \
+		--work-dir $(DEMO_WORK) \
+		--cfg-options test_dataloader.dataset.data_root=$(DEMO_DATA)
+
+test: setup
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_class_weight_counting.py
+
+clean-demo:
+	rm -rf $(DEMO_DATA) $(DEMO_WORK)

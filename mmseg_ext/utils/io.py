@@ -56,6 +56,11 @@ def imwrite_atomic(img: np.ndarray, path: str) -> None:
         OSError: if the image could not be encoded or written.
     """
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, img):
+        try:
+            ok = cv2.imwrite(tmp, img)
+        except cv2.error as err:
+            raise OSError(f'could not write image {path!r} (shape '
+                          f'{img.shape}, dtype {img.dtype}): {err}') from err
+        if not ok:
             raise OSError(f'could not write image {path!r} '
                           f'(shape {img.shape}, dtype {img.dtype})')

@@ -19,7 +19,7 @@ model = dict(
         ]),
     auxiliary_head=dict(
         num_classes=4,
-        loss_decode=dict(type='SoftmaxFocalLoss', gamma=2.0,
+        loss_decode=dict(_delete_=True, type='SoftmaxFocalLoss', gamma=2.0,
                          loss_weight=0.4)))
 custom_hooks = [dict(type='ClassWeightHook', method='inverse_freq',
                      max_ratio=50.0)]

@@ -28,8 +28,8 @@ model = dict(
         channels=16,
         num_classes=4,
         norm_cfg=norm_cfg,
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4,
-                         avg_non_ignore=True)),
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         loss_weight=0.4, avg_non_ignore=True)),
     test_cfg=dict(mode='slide', crop_size=(128, 128), stride=(85, 85)))
 custom_hooks = [dict(type='ClassWeightHook', method='effective_num',
                      beta=0.9999)]

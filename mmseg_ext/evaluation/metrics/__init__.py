@@ -1,0 +1,1 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.

@@ -1,0 +1,13 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+# The plain loss functions (``softmax_focal_loss`` ...) live in the modules of
+# the same name; they are not re-exported here so that those names keep
+# pointing at the modules.
+from .generalized_dice_loss import GeneralizedDiceLoss
+from .multilabel_bce_loss import MultiLabelBCELoss
+from .soft_dice_loss import SoftDiceLoss
+from .softmax_focal_loss import SoftmaxFocalLoss
+
+__all__ = [
+    'SoftmaxFocalLoss', 'SoftDiceLoss', 'GeneralizedDiceLoss',
+    'MultiLabelBCELoss'
+]

@@ -1,0 +1,180 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+
+from .utils import (BaseSegLoss, ClassWeight, check_binary_targets,
+                    check_logits, class_weight_tensor, normalize_class_weight,
+                    valid_mask)
+
+
+def multilabel_bce_loss(logits: torch.Tensor,
+                        target: torch.Tensor,
+                        class_weight: Optional[torch.Tensor] = None,
+                        pos_weight: Optional[torch.Tensor] = None,
+                        weight: Optional[torch.Tensor] = None,
+                        ignore_index: Optional[int] = 255,
+                        reduction: str = 'mean',
+                        avg_factor: Optional[float] = None) -> torch.Tensor:
+    """Per-class sigmoid binary cross entropy with ignored entries.
+
+    ``l_nchw = F.binary_cross_entropy_with_logits(x, t, pos_weight)``, times
+    ``w_nchw = class_weight[c] * valid_nchw``.
+
+    Args:
+        logits (Tensor): ``(N, C, H, W)`` scores.
+        target (Tensor): ``(N, C, H, W)`` values in ``[0, 1]`` or
+            ``ignore_index``; ``(N, H, W)`` is accepted when ``C == 1``.
+        class_weight (Tensor, optional): ``(C, )`` per-class weights.
+        pos_weight (Tensor, optional): ``(C, )`` weights of the positive
+            term, as ``F.binary_cross_entropy_with_logits``.
+        weight (Tensor, optional): ``(N, H, W)`` or ``(N, C, H, W)``
+            per-entry weights multiplying the loss (numerator only).
+        ignore_index (int | None): Target value to ignore. Defaults to 255.
+        reduction (str): ``'none'`` (``(N, C, H, W)``, 0 on ignored
+            entries), ``'sum'`` or ``'mean'`` (``sum(w l) / sum(w)``).
+            Defaults to 'mean'.
+        avg_factor (float, optional): Divide the sum by this instead of
+            ``sum(w)`` when ``reduction='mean'``.
+
+    Returns:
+        Tensor: float32 loss.
+    """
+    check_logits(logits)
+    channels = logits.shape[1]
+    if target.dim() == logits.dim() - 1 and channels == 1:
+        target = target.unsqueeze(1)
+    if target.shape != logits.shape:
+        raise ValueError(f'`seg_label` should have shape {tuple(logits.shape)}'
+                         ' (N, C, H, W) with one {0, 1} map per class, or '
+                         '(N, H, W) when C == 1, but got '
+                         f'{tuple(target.shape)}')
+    valid = valid_mask(target, ignore_index)
+    check_binary_targets(target, valid, ignore_index)
+    target = torch.where(valid, target.float(), 0.)
+    view = (1, channels) + (1, ) * (logits.dim() - 2)
+    if pos_weight is not None:
+        pos_weight = pos_weight.view(view)
+    loss = F.binary_cross_entropy_with_logits(
+        logits.float(), target, pos_weight=pos_weight, reduction='none')
+
+    entry_weight = valid.float()
+    if class_weight is not None:
+        entry_weight = entry_weight * class_weight.view(view)
+    loss = loss * entry_weight
+    if weight is not None:
+        if weight.dim() == logits.dim() - 1:
+            weight = weight.unsqueeze(1)
+        if weight.shape not in (logits.shape, target[:, :1].shape):
+            raise ValueError('`weight` should have shape (N, H, W) or '
+                             f'{tuple(logits.shape)}, but got '
+                             f'{tuple(weight.shape)}')
+        loss = loss * weight.float()
+
+    if reduction == 'none':
+        return loss
+    if reduction == 'sum':
+        return loss.sum()
+    if avg_factor is not None:
+        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+    denom = entry_weight.sum()
+    # Everything ignored (or weighted 0): the sum is 0, return 0 not NaN.
+    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
+@MODELS.register_module()
+class MultiLabelBCELoss(BaseSegLoss):
+    """Per-class sigmoid binary cross entropy for multi-label segmentation.
+
+    Each of the C channels is an independent ``{0, 1}`` map (classes may
+    overlap). The loss is ``F.binary_cross_entropy_with_logits`` per entry,
+    weighted by ``w = class_weight[c] * valid`` and averaged as
+    ``sum(w l) / sum(w)`` over non-ignored entries.
+
+    Args:
+        class_weight (list[float] | str, optional): Weight of each class
+            (broadcast over the C dim), or a ``.npy``/``.pkl`` path.
+            Settable after construction; read at every forward.
+            Defaults to None.
+        pos_weight (list[float] | str, optional): Weight of the positive
+            term of each class (``> 1`` favours recall), as
+            ``F.binary_cross_entropy_with_logits``. Defaults to None.
+        reduction (str): ``'mean'``, ``'sum'`` or ``'none'`` (an
+            ``(N, C, H, W)`` map). Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        ignore_index (int | None): Target value to ignore (per class-pixel)
+            when the forward call passes none; a forward ``ignore_index``
+            (mmseg's decode heads pass theirs) takes precedence.
+            Defaults to 255.
+        loss_name (str): Loss-dict key, must start with ``'loss_'``.
+            Defaults to 'loss_ml_bce'.
+
+    Returns:
+        Tensor: float32 loss; the forward takes ``(N, C, H, W)`` logits and
+        ``(N, C, H, W)`` targets in ``[0, 1]`` (``(N, H, W)`` when
+        ``C == 1``), plus optional per-pixel ``weight``, ``avg_factor``,
+        ``reduction_override`` and ``ignore_index``.
+
+    Raises:
+        ValueError: On a bad ``pos_weight``, ``reduction`` or ``loss_name``,
+            or (at forward) mismatched shapes, a ``class_weight`` or
+            ``pos_weight`` without C entries, or targets outside ``[0, 1]``.
+
+    Examples:
+        >>> import torch
+        >>> from mmseg.registry import MODELS
+        >>> import mmseg_ext  # noqa: F401
+        >>> loss = MODELS.build(dict(type='MultiLabelBCELoss'))
+        >>> logits = torch.randn(2, 3, 8, 8)
+        >>> target = torch.randint(0, 2, (2, 3, 8, 8))
+        >>> loss(logits, target).shape
+        torch.Size([])
+    """
+
+    def __init__(self,
+                 class_weight: ClassWeight = None,
+                 pos_weight: Optional[Sequence[float]] = None,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 ignore_index: Optional[int] = 255,
+                 loss_name: str = 'loss_ml_bce') -> None:
+        super().__init__(
+            class_weight=class_weight,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            ignore_index=ignore_index,
+            loss_name=loss_name)
+        self.pos_weight = normalize_class_weight(pos_weight, 'pos_weight')
+
+    def forward(self,
+                seg_logits: torch.Tensor,
+                seg_label: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                ignore_index: Optional[int] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> torch.Tensor:
+        """Compute the loss; see the class docstring."""
+        ignore_index, reduction = self._resolve(ignore_index,
+                                                reduction_override)
+        check_logits(seg_logits)
+        channels, device = seg_logits.shape[1], seg_logits.device
+        class_weight = class_weight_tensor(self.class_weight, channels,
+                                           device)
+        pos_weight = class_weight_tensor(
+            self.pos_weight, channels, device, name='pos_weight')
+        return self.loss_weight * multilabel_bce_loss(
+            seg_logits,
+            seg_label,
+            class_weight=class_weight,
+            pos_weight=pos_weight,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            avg_factor=avg_factor)
+
+    def extra_repr(self) -> str:
+        """Extra repr."""
+        return f'pos_weight={self.pos_weight}, ' + super().extra_repr()

@@ -1,5 +1,9 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
+from . import transforms  # noqa: F401
+from .building_rle import *  # noqa: F401,F403
 from .generators import generate_synthetic_imbalance
+from .hand_bone import *  # noqa: F401,F403
+from .packed_multilabel import *  # noqa: F401,F403
 from .synthetic_imbalance import SyntheticImbalanceDataset
 
 __all__ = ['SyntheticImbalanceDataset', 'generate_synthetic_imbalance']

@@ -1,2 +1,2 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-from .losses import *  # noqa
+from . import data_preprocessors, decode_heads, losses, segmentors  # noqa

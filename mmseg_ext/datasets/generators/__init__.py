@@ -1,4 +1,6 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
+from .building import *  # noqa: F401,F403
+from .hand_bone import *  # noqa: F401,F403
 from .synthetic_imbalance import generate_synthetic_imbalance
 
 __all__ = ['generate_synthetic_imbalance']

@@ -9,3 +9,5 @@ __all__ = [
     'LabelMapPixelCounter', 'build_counter', 'count_dataset_pixels',
     'read_label_map', 'resolve_counter', 'unwrap_dataset'
 ]
+from .packed_label_counter import *  # noqa: F401,F403,E402
+from .rle_counter import *  # noqa: F401,F403,E402

@@ -1,0 +1,3 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""RLE pixel counter (work in progress)."""
+__all__ = []

@@ -31,7 +31,6 @@ custom_hooks = [
 ]
 
 optim_wrapper = dict(
-    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999),
                    weight_decay=0.01))

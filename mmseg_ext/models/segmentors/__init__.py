@@ -1,2 +1,3 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 from .multilabel_encoder_decoder import *  # noqa: F401,F403
+from .slide_inference import *  # noqa: F401,F403

@@ -292,8 +292,13 @@ def read_packed_label(path: str, num_classes: int) -> np.ndarray:
     k = num_packed_channels(num_classes)
     if img.ndim == 2:
         img = img[..., None]
-    if img.dtype != np.uint16 or img.shape[-1] < k or \
-            (k == 2 and img[..., 2].any()):
+    stored = {1: 1, 2: 3, 3: 3, 4: 4}.get(k)
+    if img.dtype != np.uint16 or img.shape[-1] != stored or \
+            (k == 2 and img[..., 2].any()) or \
+            (k == 3 and not (img[..., 2] >> VALID_BIT).any()
+             and (img[..., 1] >> VALID_BIT).any()):
+        # K = 2 and K = 3 are both stored as 3 channels: a K = 2 file has
+        # its valid bits in channel 1 and nothing in channel 2.
         raise ValueError(
             f'packed label {path!r} should be a 16-bit PNG with {k} packed '
             f'channel(s) for C={num_classes} classes, but got shape '

@@ -1,0 +1,193 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""Merging the predictions of several models, one image at a time.
+
+Each function takes the ``E`` members' outputs for ONE image, so an
+ensemble over a test set streams and its peak memory does not grow with the
+number of images. Probabilities travel compactly as uint8 (``p * 255``,
+:func:`quantize_probs`) between the members and the merge.
+
+- :func:`soft_vote`: weighted mean of probabilities; weights per member
+  ``(E,)`` or per member and class ``(E, C)``.
+- :func:`hard_vote`: a pixel is positive where at least ``k`` of the ``E``
+  members say so.
+- :func:`classwise_select`: for each class the probabilities of the member
+  with the best validation score of that class (``(E, C)`` scores, e.g. the
+  per-class Dice JSONs that testing writes).
+- :class:`ThresholdSearch`: per-class threshold that maximises the mean
+  per-image Dice on validation data, streaming.
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .postprocess import DICE_EPS
+
+STRATEGIES = ('soft', 'hard', 'classwise')
+
+
+def quantize_probs(probs: np.ndarray) -> np.ndarray:
+    """Probabilities in ``[0, 1]`` to uint8 (``round(p * 255)``)."""
+    return np.clip(np.rint(np.asarray(probs, np.float32) * 255), 0,
+                   255).astype(np.uint8)
+
+
+def dequantize_probs(q: np.ndarray) -> np.ndarray:
+    """uint8 from :func:`quantize_probs` back to float32 probabilities."""
+    q = np.asarray(q)
+    if q.dtype == np.uint8:
+        return q.astype(np.float32) / 255.0
+    return q.astype(np.float32)
+
+
+def _stack(members: Sequence[np.ndarray]) -> np.ndarray:
+    if len(members) == 0:
+        raise ValueError('an ensemble needs at least one member, but got 0')
+    shapes = {np.shape(m) for m in members}
+    if len(shapes) != 1:
+        raise ValueError('every member should give (C, H, W) outputs of the '
+                         f'same shape, but got {sorted(shapes)}')
+    return np.stack([dequantize_probs(m) for m in members])
+
+
+def soft_vote(members: Sequence[np.ndarray],
+              weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Weighted mean of the members' ``(C, H, W)`` probabilities.
+
+    Args:
+        members (Sequence[np.ndarray]): ``E`` arrays ``(C, H, W)``, float in
+            ``[0, 1]`` or uint8 from :func:`quantize_probs`.
+        weights (np.ndarray, optional): ``(E,)`` or ``(E, C)`` non-negative
+            weights, normalised per class. Defaults to None (equal).
+
+    Returns:
+        np.ndarray: ``(C, H, W)`` float32 probabilities.
+    """
+    probs = _stack(members)
+    e, c = probs.shape[:2]
+    if weights is None:
+        return probs.mean(0)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape == (e, ):
+        w = np.repeat(w[:, None], c, axis=1)
+    if w.shape != (e, c) or (w < 0).any():
+        raise ValueError(f'`weights` should be (E,) = ({e},) or (E, C) = '
+                         f'({e}, {c}) non-negative numbers, but got shape '
+                         f'{w.shape}')
+    total = w.sum(0)
+    if (total == 0).any():
+        raise ValueError('`weights` should give every class a positive '
+                         f'total, but classes {np.flatnonzero(total == 0)} '
+                         'have weight 0 in every member')
+    w = (w / total).astype(np.float32)
+    return np.einsum('ec,echw->chw', w, probs)
+
+
+def hard_vote(members: Sequence[np.ndarray],
+              k: Optional[int] = None,
+              threshold=0.5) -> np.ndarray:
+    """``k``-of-``E`` vote of the members' binarised predictions.
+
+    Args:
+        members (Sequence[np.ndarray]): ``E`` arrays ``(C, H, W)``: binary
+            masks (bool) or probabilities (binarised at ``threshold``).
+        k (int, optional): Votes needed; None for a majority
+            (``E // 2 + 1``).
+        threshold (float | Sequence[float]): Per-class or global threshold
+            for probability members. Defaults to 0.5.
+
+    Returns:
+        np.ndarray: ``(C, H, W)`` uint8 masks.
+    """
+    e = len(members)
+    k = e // 2 + 1 if k is None else k
+    if not 1 <= k <= e:
+        raise ValueError(f'`k` should be in [1, E={e}], but got {k}')
+    votes = None
+    thr = np.asarray(threshold, np.float32).reshape(-1, 1, 1)
+    for m in members:
+        m = np.asarray(m)
+        positive = m if m.dtype == np.bool_ else dequantize_probs(m) > thr
+        votes = positive.astype(np.uint16) if votes is None else \
+            votes + positive
+    return (votes >= k).astype(np.uint8)
+
+
+def classwise_select(members: Sequence[np.ndarray],
+                     scores: np.ndarray) -> np.ndarray:
+    """Per class, the probabilities of the member with the best score.
+
+    Args:
+        members (Sequence[np.ndarray]): ``E`` arrays ``(C, H, W)``.
+        scores (np.ndarray): ``(E, C)`` validation scores (higher is better).
+
+    Returns:
+        np.ndarray: ``(C, H, W)`` float32 probabilities.
+    """
+    probs = _stack(members)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != probs.shape[:2]:
+        raise ValueError(f'`scores` should be (E, C) = {probs.shape[:2]}, '
+                         f'but got {scores.shape}')
+    best = scores.argmax(0)
+    return probs[best, np.arange(probs.shape[1])]
+
+
+class ThresholdSearch:
+    """Streaming per-class threshold search for the mean per-image Dice.
+
+    Feed ``(probs (C, H, W), gt (C, H, W))`` of validation images with
+    :meth:`update`; :meth:`best` returns, per class, the threshold of the
+    highest mean competition Dice (eps 1e-4, both empty → 1). Keeps only
+    ``(T, C)`` sums, so memory does not grow with the number of images.
+
+    Args:
+        thresholds (Sequence[float]): Candidates. Defaults to 0.05 .. 0.95.
+        ignore_index (int): Ignored gt value. Defaults to 255.
+    """
+
+    def __init__(self,
+                 thresholds: Sequence[float] = tuple(
+                     np.round(np.arange(0.05, 0.96, 0.05), 2)),
+                 ignore_index: int = 255) -> None:
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        if self.thresholds.ndim != 1 or self.thresholds.size == 0:
+            raise ValueError('`thresholds` should be a non-empty list of '
+                             f'floats, but got {thresholds!r}')
+        self.ignore_index = ignore_index
+        self.sums = None
+        self.num = 0
+
+    def update(self, probs: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image."""
+        probs = dequantize_probs(probs)
+        gt = np.asarray(gt)
+        if probs.shape != gt.shape:
+            raise ValueError('probabilities and targets should both be '
+                             f'(C, H, W), but got {probs.shape} and '
+                             f'{gt.shape}')
+        c = probs.shape[0]
+        valid = gt != self.ignore_index
+        truth = ((gt == 1) & valid).reshape(c, -1)
+        p = np.where(valid, probs, -1.0).reshape(c, -1)
+        n_truth = truth.sum(1)
+        dice = np.empty((self.thresholds.size, c))
+        for i, t in enumerate(self.thresholds):
+            pred = p > t
+            inter = (pred & truth).sum(1)
+            dice[i] = (2 * inter + DICE_EPS) / (pred.sum(1) + n_truth +
+                                                 DICE_EPS)
+        self.sums = dice if self.sums is None else self.sums + dice
+        self.num += 1
+
+    def mean_dice(self) -> np.ndarray:
+        """``(T, C)`` mean Dice of every threshold and class."""
+        if not self.num:
+            raise ValueError('ThresholdSearch got no validation images')
+        return self.sums / self.num
+
+    def best(self):
+        """``(thresholds (C,), dice (C,))`` of the best threshold per class.
+        """
+        mean = self.mean_dice()
+        idx = mean.argmax(0)
+        return self.thresholds[idx], mean[idx, np.arange(mean.shape[1])]

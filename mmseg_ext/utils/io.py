@@ -34,6 +34,11 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        # mkstemp creates 0600 files; give the result the permissions a
+        # plain open() would (0666 minus the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,15 +54,21 @@ def dump_json_atomic(obj: Any, path: str, **kwargs) -> None:
             json.dump(obj, f, **kwargs)
 
 
-def imwrite_atomic(img: np.ndarray, path: str) -> None:
+def imwrite_atomic(img: np.ndarray, path: str, params=None) -> None:
     """Write an image with OpenCV atomically; raise if OpenCV refuses.
+
+    Args:
+        img (np.ndarray): The image.
+        path (str): Destination; the extension picks the format.
+        params (list, optional): ``cv2.imwrite`` flags, e.g.
+            ``[cv2.IMWRITE_PNG_COMPRESSION, 9]``. Defaults to None.
 
     Raises:
         OSError: if the image could not be encoded or written.
     """
     with atomic_path(path) as tmp:
         try:
-            ok = cv2.imwrite(tmp, img)
+            ok = cv2.imwrite(tmp, img, params or [])
         except cv2.error as err:
             raise OSError(f'could not write image {path!r} (shape '
                           f'{img.shape}, dtype {img.dtype}): {err}') from err

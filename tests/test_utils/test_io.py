@@ -1,6 +1,7 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 import json
 import os
+import stat
 
 import cv2
 import numpy as np
@@ -41,3 +42,12 @@ def test_imwrite_atomic_unknown_extension_names_file(tmp_path):
         imwrite_atomic(np.zeros((2, 2), np.uint8),
                        str(tmp_path / 'label.nope'))
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_files_get_default_permissions(tmp_path):
+    # mkstemp makes 0600 files; the result must be readable like open()'s.
+    path = str(tmp_path / 'out.json')
+    dump_json_atomic({'a': 1}, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask

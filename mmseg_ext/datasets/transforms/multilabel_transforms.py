@@ -172,8 +172,10 @@ class LoadMultiLabelAnnotations(BaseTransform):
                 f"{results['label_map']}; class subsets are not supported "
                 'for packed labels')
         num_classes = self._resolve_num_classes(results)
+        # The file stores K = 2 with the zero third channel the pipeline
+        # wants (see pipeline_packed_map): no copy needed.
         results['gt_seg_map'] = pipeline_packed_map(
-            read_packed_label(path, num_classes))
+            read_packed_label(path, num_classes, keep_stored=True))
         results['num_classes'] = num_classes
         seg_fields = results.setdefault('seg_fields', [])
         if 'gt_seg_map' not in seg_fields:

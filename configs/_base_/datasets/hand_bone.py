@@ -72,3 +72,10 @@ test_dataloader = val_dataloader
 # Competition Dice: per image and class, mean over images then classes.
 val_evaluator = dict(type='MultiLabelDiceMetric')
 test_evaluator = val_evaluator
+
+# Class weights from the data: positive-pixel counts per bone, read from the
+# packed-label cache (PackedLabelPixelCounter), set on every head loss with a
+# `class_weight` (BCE and Dice); carpals and fingertips get the large weights.
+custom_hooks = [
+    dict(type='ClassWeightHook', method='sqrt_inv_freq', max_ratio=10.0)
+]

@@ -27,6 +27,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_class_weight_counting.py
+	$(PY) benchmarks/bench_rle.py --quick
+	$(PY) benchmarks/bench_hand_bone_pipeline.py
+	$(PY) benchmarks/bench_slide_blend.py
+	$(PY) benchmarks/bench_ensemble.py --images 10 50
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_WORK)

@@ -62,7 +62,7 @@ def check_dependency_versions(ranges: dict = DEPENDENCY_RANGES) -> None:
 
 check_dependency_versions()
 
-from . import datasets, engine, evaluation, models, utils  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models, utils  # noqa: E402,F401
 from .engine.compat import apply_compat_patches  # noqa: E402
 
 apply_compat_patches()

@@ -175,7 +175,8 @@ def _drop_annotation_loading(pipeline):
 def run_model(args) -> None:
     from mmengine.runner import Runner
 
-    from mmseg_ext.engine.launch import (setup_cpu_distributed,
+    from mmseg_ext.engine.launch import (drop_train_only_hooks,
+                                         setup_cpu_distributed,
                                          teardown_distributed)
 
     cfg = Config.fromfile(args.config)
@@ -208,6 +209,7 @@ def run_model(args) -> None:
         cfg.test_cfg = dict(type='TestLoop')
 
     setup_cpu_distributed(cfg, args.launcher)
+    drop_train_only_hooks(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
     teardown_distributed()

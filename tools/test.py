@@ -23,7 +23,8 @@ except ImportError as e:
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmseg_ext.engine.launch import (setup_cpu_distributed,
+from mmseg_ext.engine.launch import (drop_train_only_hooks,
+                                     setup_cpu_distributed,
                                      teardown_distributed)
 
 
@@ -136,6 +137,7 @@ def main():
     setup_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
+    drop_train_only_hooks(cfg)
     runner = Runner.from_cfg(cfg)
 
     # start testing

@@ -262,3 +262,23 @@ def teardown_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+# Hooks that only act while training. mmengine's EarlyStoppingHook builds
+# the train loop (and so the training dataset) in `before_run`, also in a
+# test run, which then fails where only test data exists.
+TRAIN_ONLY_HOOKS = ('EarlyStoppingHook', 'ClassWeightHook')
+
+
+def drop_train_only_hooks(cfg: Config) -> list:
+    """Remove :data:`TRAIN_ONLY_HOOKS` from ``cfg.custom_hooks`` for testing.
+
+    Returns:
+        list[str]: Types of the removed hooks.
+    """
+    hooks = cfg.get('custom_hooks', None) or []
+    dropped = [h.get('type') for h in hooks
+               if h.get('type') in TRAIN_ONLY_HOOKS]
+    cfg.custom_hooks = [h for h in hooks
+                        if h.get('type') not in TRAIN_ONLY_HOOKS]
+    return dropped

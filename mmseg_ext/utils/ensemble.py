@@ -39,19 +39,31 @@ def dequantize_probs(q: np.ndarray) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def _stack(members: Sequence[np.ndarray]) -> np.ndarray:
+def _check_members(members: Sequence[np.ndarray]) -> tuple:
+    """Return the common ``(C, H, W)`` shape of the members."""
     if len(members) == 0:
         raise ValueError('an ensemble needs at least one member, but got 0')
     shapes = {np.shape(m) for m in members}
     if len(shapes) != 1:
         raise ValueError('every member should give (C, H, W) outputs of the '
                          f'same shape, but got {sorted(shapes)}')
-    return np.stack([dequantize_probs(m) for m in members])
+    shape = shapes.pop()
+    if len(shape) != 3:
+        raise ValueError('members should be (C, H, W) arrays, but got shape '
+                         f'{shape}')
+    return shape
+
+
+def _scale(member: np.ndarray) -> float:
+    """Factor that turns a member's values into probabilities."""
+    return 1.0 / 255.0 if np.asarray(member).dtype == np.uint8 else 1.0
 
 
 def soft_vote(members: Sequence[np.ndarray],
               weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Weighted mean of the members' ``(C, H, W)`` probabilities.
+
+    Accumulates in one float32 array (no stacked copy of the members).
 
     Args:
         members (Sequence[np.ndarray]): ``E`` arrays ``(C, H, W)``, float in
@@ -62,24 +74,31 @@ def soft_vote(members: Sequence[np.ndarray],
     Returns:
         np.ndarray: ``(C, H, W)`` float32 probabilities.
     """
-    probs = _stack(members)
-    e, c = probs.shape[:2]
+    c = _check_members(members)[0]
+    e = len(members)
     if weights is None:
-        return probs.mean(0)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape == (e, ):
-        w = np.repeat(w[:, None], c, axis=1)
-    if w.shape != (e, c) or (w < 0).any():
-        raise ValueError(f'`weights` should be (E,) = ({e},) or (E, C) = '
-                         f'({e}, {c}) non-negative numbers, but got shape '
-                         f'{w.shape}')
-    total = w.sum(0)
-    if (total == 0).any():
-        raise ValueError('`weights` should give every class a positive '
-                         f'total, but classes {np.flatnonzero(total == 0)} '
-                         'have weight 0 in every member')
-    w = (w / total).astype(np.float32)
-    return np.einsum('ec,echw->chw', w, probs)
+        w = np.full((e, c), 1.0 / e)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape == (e, ):
+            w = np.repeat(w[:, None], c, axis=1)
+        if w.shape != (e, c) or (w < 0).any():
+            raise ValueError(f'`weights` should be (E,) = ({e},) or (E, C) = '
+                             f'({e}, {c}) non-negative numbers, but got shape '
+                             f'{w.shape}')
+        total = w.sum(0)
+        if (total == 0).any():
+            raise ValueError('`weights` should give every class a positive '
+                             f'total, but classes {np.flatnonzero(total == 0)}'
+                             ' have weight 0 in every member')
+        w = w / total
+    out = np.zeros(np.shape(members[0]), dtype=np.float32)
+    term = np.empty_like(out)
+    for member, w_e in zip(members, w):
+        factor = (w_e * _scale(member)).astype(np.float32)[:, None, None]
+        np.multiply(member, factor, out=term, casting='unsafe')
+        out += term
+    return out
 
 
 def hard_vote(members: Sequence[np.ndarray],
@@ -123,13 +142,16 @@ def classwise_select(members: Sequence[np.ndarray],
     Returns:
         np.ndarray: ``(C, H, W)`` float32 probabilities.
     """
-    probs = _stack(members)
+    shape = _check_members(members)
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != probs.shape[:2]:
-        raise ValueError(f'`scores` should be (E, C) = {probs.shape[:2]}, '
-                         f'but got {scores.shape}')
+    if scores.shape != (len(members), shape[0]):
+        raise ValueError(f'`scores` should be (E, C) = '
+                         f'{(len(members), shape[0])}, but got {scores.shape}')
     best = scores.argmax(0)
-    return probs[best, np.arange(probs.shape[1])]
+    out = np.empty(shape, dtype=np.float32)
+    for c, e in enumerate(best):
+        out[c] = dequantize_probs(members[e][c])
+    return out
 
 
 class ThresholdSearch:
@@ -158,24 +180,39 @@ class ThresholdSearch:
         self.num = 0
 
     def update(self, probs: np.ndarray, gt: np.ndarray) -> None:
-        """Add one image."""
-        probs = dequantize_probs(probs)
+        """Add one image: ``probs`` float or uint8 (quantised), ``(C, H, W)``.
+
+        uint8 probabilities are compared in integer space (``q >= q_min``,
+        with ``q_min`` the smallest ``q`` whose ``q / 255`` exceeds the
+        threshold), which decides exactly as thresholding the dequantised
+        values does, without a float copy of the image.
+        """
+        probs = np.asarray(probs)
         gt = np.asarray(gt)
-        if probs.shape != gt.shape:
+        if probs.shape != gt.shape or probs.ndim != 3:
             raise ValueError('probabilities and targets should both be '
                              f'(C, H, W), but got {probs.shape} and '
                              f'{gt.shape}')
         c = probs.shape[0]
-        valid = gt != self.ignore_index
-        truth = ((gt == 1) & valid).reshape(c, -1)
-        p = np.where(valid, probs, -1.0).reshape(c, -1)
+        valid = (gt != self.ignore_index).reshape(c, -1)
+        truth = (gt == 1).reshape(c, -1) & valid
+        flat = probs.reshape(c, -1)
         n_truth = truth.sum(1)
+        if probs.dtype == np.uint8:
+            levels = np.arange(256, dtype=np.float32) / 255.0
+        pred = np.empty(flat.shape, dtype=bool)
         dice = np.empty((self.thresholds.size, c))
         for i, t in enumerate(self.thresholds):
-            pred = p > t
-            inter = (pred & truth).sum(1)
-            dice[i] = (2 * inter + DICE_EPS) / (pred.sum(1) + n_truth +
-                                                 DICE_EPS)
+            if probs.dtype == np.uint8:
+                passing = np.flatnonzero(levels > t)
+                q_min = passing[0] if passing.size else 256
+                np.greater_equal(flat, q_min, out=pred)
+            else:
+                np.greater(flat, t, out=pred)
+            pred &= valid
+            inter = np.count_nonzero(pred & truth, axis=1)
+            dice[i] = (2 * inter + DICE_EPS) / (
+                np.count_nonzero(pred, axis=1) + n_truth + DICE_EPS)
         self.sums = dice if self.sums is None else self.sums + dice
         self.num += 1
 

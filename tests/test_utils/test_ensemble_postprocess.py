@@ -138,3 +138,15 @@ def test_select_postprocess_keeps_only_helpful_ops():
     assert out[0].sum() == 64 and out[1].sum() == 68
     with pytest.raises(ValueError, match='not in'):
         apply_postprocess(pred, {'ghost': ['lcc']}, classes)
+
+
+def test_threshold_search_uint8_decides_like_float():
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    gt = (rng.random((3, 16, 16)) > 0.5).astype(np.uint8)
+    gt[0, :2] = 255
+    thresholds = [0.2, 0.5, 128 / 255, 0.8]
+    a, b = ThresholdSearch(thresholds), ThresholdSearch(thresholds)
+    a.update(q, gt)
+    b.update(dequantize_probs(q), gt)
+    np.testing.assert_array_equal(a.mean_dice(), b.mean_dice())

@@ -4,10 +4,11 @@
 # pointing at the modules.
 from .generalized_dice_loss import GeneralizedDiceLoss
 from .multilabel_bce_loss import MultiLabelBCELoss
+from .sigmoid_focal_loss import MultiLabelFocalLoss
 from .soft_dice_loss import SoftDiceLoss
 from .softmax_focal_loss import SoftmaxFocalLoss
 
 __all__ = [
     'SoftmaxFocalLoss', 'SoftDiceLoss', 'GeneralizedDiceLoss',
-    'MultiLabelBCELoss'
+    'MultiLabelBCELoss', 'MultiLabelFocalLoss'
 ]

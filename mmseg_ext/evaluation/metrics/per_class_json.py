@@ -1,0 +1,137 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""MMSeg's ``IoUMetric`` that also writes per-class scores as JSON."""
+import math
+import warnings
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import METRICS
+
+from mmseg_ext.utils.io import dump_json_atomic
+
+__all__ = ['PerClassIoUMetric', 'per_class_scores']
+
+
+def per_class_scores(area_intersect: np.ndarray,
+                     area_pred: np.ndarray,
+                     area_label: np.ndarray) -> tuple:
+    """Dataset-level Dice and IoU per class from summed areas.
+
+    ``Dice_c = 2 I_c / (P_c + L_c)`` and ``IoU_c = I_c / (P_c + L_c - I_c)``
+    (MMSeg's definitions); NaN where the class is in neither prediction nor
+    ground truth.
+
+    Args:
+        area_intersect (np.ndarray): ``(C,)`` summed intersections.
+        area_pred (np.ndarray): ``(C,)`` summed predicted areas.
+        area_label (np.ndarray): ``(C,)`` summed ground-truth areas.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``(C,)`` float64 Dice and IoU.
+    """
+    inter = np.asarray(area_intersect, np.float64)
+    total = np.asarray(area_pred, np.float64) + np.asarray(
+        area_label, np.float64)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
+        union = total - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    return dice, iou
+
+
+def _json_float(value: float) -> Optional[float]:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+@METRICS.register_module()
+class PerClassIoUMetric(IoUMetric):
+    """MMSeg's ``IoUMetric`` plus a per-class JSON for class-wise ensembling.
+
+    Everything of :class:`mmseg.evaluation.IoUMetric` is unchanged (the
+    logged table and the returned ``aAcc``/``mIoU``/... in percent).
+    Additionally ``compute_metrics`` writes, atomically, the layout of
+    :class:`MultiLabelDiceMetric`'s ``per_class_json``::
+
+        {"classes": [...], "dice": [...], "iou": [...], "mDice": x,
+         "mIoU": x, "num_images": N, "averaging": "dataset"}
+
+    Values are **fractions in [0, 1]** (not percent). As in ``IoUMetric``
+    the scores are dataset-level: areas are summed over the images, then
+    ``Dice_c = 2 I_c / (P_c + L_c)``, ``IoU_c = I_c / (P_c + L_c - I_c)``;
+    a class in neither prediction nor ground truth has ``null`` (NaN) and is
+    left out of ``mDice``/``mIoU`` (``nanmean``; ``nan_to_num`` replaces
+    it, as in ``IoUMetric``). ``tools/ensemble.py --scores`` reads these
+    files (``null`` ranks last).
+
+    Args:
+        per_class_json (str, optional): Where to write the JSON. None writes
+            nothing (plain ``IoUMetric``). Defaults to None.
+        **kwargs: As :class:`mmseg.evaluation.IoUMetric` (``ignore_index``,
+            ``iou_metrics``, ``nan_to_num``, ``output_dir``,
+            ``format_only``, ...).
+
+    Raises:
+        ValueError: if ``per_class_json`` is not a non-empty string or None.
+
+    Examples:
+        >>> val_evaluator = dict(type='PerClassIoUMetric',
+        ...                      iou_metrics=['mIoU', 'mDice'],
+        ...                      per_class_json='work_dirs/x/val_scores.json')
+    """
+
+    def __init__(self, per_class_json: Optional[str] = None, **kwargs) -> None:
+        if per_class_json is not None and (not isinstance(
+                per_class_json, str) or not per_class_json):
+            raise ValueError('`per_class_json` should be a JSON path or None, '
+                             f'but got {per_class_json!r}')
+        super().__init__(**kwargs)
+        self.per_class_json = per_class_json
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """``IoUMetric``'s metrics; also writes ``per_class_json``."""
+        metrics = super().compute_metrics(results)
+        if self.per_class_json and not self.format_only:
+            self.dump_per_class(results, self.per_class_json)
+        return metrics
+
+    def dump_per_class(self, results: List[tuple], path: str) -> dict:
+        """Write (and return) the per-class JSON of ``results``.
+
+        Args:
+            results (list[tuple]): ``process`` results: per image
+                ``(intersect, union, pred_area, label_area)`` ``(C,)``.
+            path (str): Output path.
+
+        Returns:
+            dict: The JSON content.
+        """
+        if not results:
+            raise ValueError('PerClassIoUMetric got no results to write to '
+                             f'{path}')
+        sums = [
+            torch.stack([torch.as_tensor(r[i]) for r in results]).sum(0)
+            .double().cpu().numpy() for i in (0, 2, 3)
+        ]
+        dice, iou = per_class_scores(*sums)
+        if self.nan_to_num is not None:
+            dice = np.nan_to_num(dice, nan=self.nan_to_num)
+            iou = np.nan_to_num(iou, nan=self.nan_to_num)
+        classes = list((self.dataset_meta or {}).get('classes') or [])
+        if len(classes) != len(dice):
+            classes = [str(c) for c in range(len(dice))]
+        with warnings.catch_warnings():  # all-NaN: mean of empty slice
+            warnings.simplefilter('ignore', RuntimeWarning)
+            m_dice, m_iou = np.nanmean(dice), np.nanmean(iou)
+        content = dict(
+            classes=classes,
+            dice=[_json_float(v) for v in dice],
+            iou=[_json_float(v) for v in iou],
+            mDice=_json_float(m_dice),
+            mIoU=_json_float(m_iou),
+            num_images=len(results),
+            averaging='dataset')
+        dump_json_atomic(content, path)
+        return content

@@ -1,0 +1,215 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""Per-class sigmoid focal loss for binary and multi-label segmentation.
+
+mmseg's ``FocalLoss(use_sigmoid=True)`` does not fit a sigmoid head with
+``(N, C, H, W)`` {0, 1, 255} targets: with targets of the logits' shape it
+takes ``valid = target.argmax(dim=1) != ignore_index``, which is always True
+for ``C = 1`` (255 pixels are trained on as target value 255); an
+``(N, H, W)`` target with ``C = 1`` fails with a shape error on CPU, and its
+CUDA path flips the target (``1 - target``). Hence this loss.
+"""
+from numbers import Number
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+
+from .utils import (BaseSegLoss, ClassWeight, check_binary_targets,
+                    check_logits, class_weight_tensor, valid_mask)
+
+
+def multilabel_focal_loss(logits: torch.Tensor,
+                          target: torch.Tensor,
+                          gamma: float = 2.0,
+                          alpha: Union[None, float, torch.Tensor] = 0.25,
+                          class_weight: Optional[torch.Tensor] = None,
+                          weight: Optional[torch.Tensor] = None,
+                          ignore_index: Optional[int] = 255,
+                          reduction: str = 'mean',
+                          avg_factor: Optional[float] = None
+                          ) -> torch.Tensor:
+    """Sigmoid focal loss per class-pixel, with ignored entries.
+
+    ``l = -a_t (1 - p_t)^gamma log(p_t)`` with ``p = sigmoid(x)``,
+    ``p_t = p`` where ``t = 1`` else ``1 - p``, ``a_t = alpha`` where
+    ``t = 1`` else ``1 - alpha`` (Lin et al., "Focal Loss for Dense Object
+    Detection", 2017); ``gamma = 0`` and ``alpha = None`` give the BCE.
+    Each entry is weighted by ``w = class_weight[c] * valid``.
+
+    Args:
+        logits (Tensor): ``(N, C, H, W)`` scores.
+        target (Tensor): ``(N, C, H, W)`` values in ``[0, 1]`` or
+            ``ignore_index``; ``(N, H, W)`` is accepted when ``C == 1``.
+        gamma (float): Focusing parameter ``>= 0``. Defaults to 2.0.
+        alpha (float | Tensor | None): Weight of the positives in
+            ``[0, 1]``, one value or ``(C, )``; None: no balancing.
+            Defaults to 0.25.
+        class_weight (Tensor, optional): ``(C, )`` per-class weights.
+        weight (Tensor, optional): ``(N, H, W)`` or ``(N, C, H, W)``
+            per-entry weights multiplying the loss (numerator only).
+        ignore_index (int | None): Ignored target value. Defaults to 255.
+        reduction (str): ``'none'`` (``(N, C, H, W)``, 0 on ignored
+            entries), ``'sum'`` or ``'mean'`` (``sum(w l) / sum(w)``).
+            Defaults to 'mean'.
+        avg_factor (float, optional): Divide the sum by this instead of
+            ``sum(w)`` when ``reduction='mean'``.
+
+    Returns:
+        Tensor: float32 loss.
+    """
+    check_logits(logits)
+    channels = logits.shape[1]
+    if target.dim() == logits.dim() - 1 and channels == 1:
+        target = target.unsqueeze(1)
+    if target.shape != logits.shape:
+        raise ValueError(f'`seg_label` should have shape {tuple(logits.shape)}'
+                         ' (N, C, H, W) with one {0, 1} map per class, or '
+                         '(N, H, W) when C == 1, but got '
+                         f'{tuple(target.shape)}')
+    valid = valid_mask(target, ignore_index)
+    check_binary_targets(target, valid, ignore_index)
+    target = torch.where(valid, target.float(), 0.)
+    logits = logits.float()
+    view = (1, channels) + (1, ) * (logits.dim() - 2)
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, reduction='none')
+    prob = logits.sigmoid()
+    p_t = prob * target + (1 - prob) * (1 - target)
+    loss = bce * (1 - p_t).pow(gamma) if gamma else bce
+    if alpha is not None:
+        if isinstance(alpha, torch.Tensor):
+            alpha = alpha.view(view)
+        loss = loss * (alpha * target + (1 - alpha) * (1 - target))
+
+    entry_weight = valid.float()
+    if class_weight is not None:
+        entry_weight = entry_weight * class_weight.view(view)
+    loss = loss * entry_weight
+    if weight is not None:
+        if weight.dim() == logits.dim() - 1:
+            weight = weight.unsqueeze(1)
+        if weight.shape not in (logits.shape, target[:, :1].shape):
+            raise ValueError('`weight` should have shape (N, H, W) or '
+                             f'{tuple(logits.shape)}, but got '
+                             f'{tuple(weight.shape)}')
+        loss = loss * weight.float()
+
+    if reduction == 'none':
+        return loss
+    if reduction == 'sum':
+        return loss.sum()
+    if avg_factor is not None:
+        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+    denom = entry_weight.sum()
+    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
+@MODELS.register_module()
+class MultiLabelFocalLoss(BaseSegLoss):
+    """Per-class sigmoid focal loss for binary and multi-label segmentation.
+
+    Each of the C channels is an independent ``{0, 1}`` map; ``C = 1`` is
+    the binary (building) case. The loss is the focal loss of Lin et al.,
+    "Focal Loss for Dense Object Detection" (2017) on each class-pixel
+    (:func:`multilabel_focal_loss`), weighted by ``class_weight[c]`` and
+    averaged over the non-ignored entries. Pair it with
+    ``SoftDiceLoss(mode='binary'|'multilabel')`` for Focal + Dice.
+
+    Args:
+        gamma (float): Focusing parameter ``>= 0``. Defaults to 2.0.
+        alpha (float | list[float], optional): Weight of the positives in
+            ``[0, 1]`` (one value, or one per class); None: no balancing.
+            Defaults to 0.25.
+        class_weight (list[float] | str, optional): Per-class weights, or a
+            ``.npy``/``.pkl`` path; settable after construction (e.g. by
+            ``ClassWeightHook``). Defaults to None.
+        reduction (str): ``'mean'``, ``'sum'`` or ``'none'``.
+            Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        ignore_index (int | None): Ignored target value when the forward
+            call passes none. Defaults to 255.
+        loss_name (str): Loss-dict key, must start with ``'loss_'``.
+            Defaults to 'loss_ml_focal'.
+
+    Returns:
+        Tensor: float32 loss; the forward takes ``(N, C, H, W)`` logits and
+        ``(N, C, H, W)`` targets (``(N, H, W)`` when ``C == 1``).
+
+    Raises:
+        ValueError: on a bad ``gamma`` or ``alpha``, or (at forward)
+            mismatched shapes or targets outside ``[0, 1]``.
+
+    Examples:
+        >>> loss_decode = [
+        ...     dict(type='MultiLabelFocalLoss', gamma=2.0, alpha=0.25),
+        ...     dict(type='SoftDiceLoss', mode='binary')]
+    """
+
+    def __init__(self,
+                 gamma: float = 2.0,
+                 alpha: Union[None, float, Sequence[float]] = 0.25,
+                 class_weight: ClassWeight = None,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 ignore_index: Optional[int] = 255,
+                 loss_name: str = 'loss_ml_focal') -> None:
+        super().__init__(
+            class_weight=class_weight,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            ignore_index=ignore_index,
+            loss_name=loss_name)
+        if isinstance(gamma, bool) or not isinstance(gamma,
+                                                     Number) or gamma < 0:
+            raise ValueError(f'`gamma` should be a number >= 0, but got '
+                             f'{gamma!r}')
+        self.gamma = float(gamma)
+        if alpha is not None:
+            values = [alpha] if isinstance(alpha, Number) else list(alpha)
+            if not values or any(
+                    isinstance(a, bool) or not isinstance(a, Number)
+                    or not 0 <= a <= 1 for a in values):
+                raise ValueError('`alpha` should be None, a number in [0, 1]'
+                                 f' or one per class, but got {alpha!r}')
+            alpha = float(alpha) if isinstance(alpha, Number) else [
+                float(a) for a in values
+            ]
+        self.alpha = alpha
+
+    def forward(self,
+                seg_logits: torch.Tensor,
+                seg_label: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                ignore_index: Optional[int] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> torch.Tensor:
+        """Compute the loss; see the class docstring."""
+        ignore_index, reduction = self._resolve(ignore_index,
+                                                reduction_override)
+        check_logits(seg_logits)
+        channels, device = seg_logits.shape[1], seg_logits.device
+        class_weight = class_weight_tensor(self.class_weight, channels,
+                                           device)
+        alpha = self.alpha
+        if isinstance(alpha, list):
+            alpha = class_weight_tensor(alpha, channels, device, name='alpha')
+        return self.loss_weight * multilabel_focal_loss(
+            seg_logits,
+            seg_label,
+            gamma=self.gamma,
+            alpha=alpha,
+            class_weight=class_weight,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            avg_factor=avg_factor)
+
+    def extra_repr(self) -> str:
+        """Extra repr."""
+        return (f'gamma={self.gamma}, alpha={self.alpha}, ' +
+                super().extra_repr())
+
+
+__all__ = ['MultiLabelFocalLoss', 'multilabel_focal_loss']

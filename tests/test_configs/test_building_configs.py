@@ -19,8 +19,6 @@ from mmengine.runner import Runner
 
 import mmseg_ext  # noqa: F401
 # Registered here until mmseg_ext's package __init__ files import them.
-import mmseg_ext.models.decode_heads.unet_head  # noqa: F401
-import mmseg_ext.models.losses.sigmoid_focal_loss  # noqa: F401
 from mmseg_ext.datasets.generators.building import generate_buildings
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -22,7 +22,6 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_ext  # noqa: F401
-import mmseg_ext.models.losses.sigmoid_focal_loss  # noqa: F401
 from mmseg_ext.datasets.generators.building import generate_buildings
 from mmseg_ext.utils.rle import rle_decode
 from mmseg_ext.utils.threshold_search import ProbabilityCache
@@ -108,14 +107,8 @@ def _tiny_checkpoint(path):
 def test_model_submission_two_processes(building_root, tmp_path, tools):
     ckpt = str(tmp_path / 'tiny.pth')
     _tiny_checkpoint(ckpt)
-    # MultiLabelFocalLoss is imported explicitly until mmseg_ext's losses
-    # package imports it.
     config = tmp_path / 'config.py'
-    config.write_text(
-        f'_base_ = [{CONFIG!r}]\n'
-        "custom_imports = dict(imports=['mmseg_ext', "
-        "'mmseg_ext.models.losses.sigmoid_focal_loss'], "
-        'allow_failed_imports=False)\n')
+    config.write_text(f'_base_ = [{CONFIG!r}]\n')
     out = str(tmp_path / 'sub' / 'submission.csv')
     env = tools.env(with_test_hooks=False)
     proc = tools.run([

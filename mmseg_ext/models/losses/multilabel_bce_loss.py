@@ -7,7 +7,7 @@ from mmseg.registry import MODELS
 
 from .utils import (BaseSegLoss, ClassWeight, check_binary_targets,
                     check_logits, class_weight_tensor, normalize_class_weight,
-                    valid_mask)
+                    reduce_entry_loss, valid_mask)
 
 
 def multilabel_bce_loss(logits: torch.Tensor,
@@ -60,28 +60,8 @@ def multilabel_bce_loss(logits: torch.Tensor,
     loss = F.binary_cross_entropy_with_logits(
         logits.float(), target, pos_weight=pos_weight, reduction='none')
 
-    entry_weight = valid.float()
-    if class_weight is not None:
-        entry_weight = entry_weight * class_weight.view(view)
-    loss = loss * entry_weight
-    if weight is not None:
-        if weight.dim() == logits.dim() - 1:
-            weight = weight.unsqueeze(1)
-        if weight.shape not in (logits.shape, target[:, :1].shape):
-            raise ValueError('`weight` should have shape (N, H, W) or '
-                             f'{tuple(logits.shape)}, but got '
-                             f'{tuple(weight.shape)}')
-        loss = loss * weight.float()
-
-    if reduction == 'none':
-        return loss
-    if reduction == 'sum':
-        return loss.sum()
-    if avg_factor is not None:
-        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
-    denom = entry_weight.sum()
-    # Everything ignored (or weighted 0): the sum is 0, return 0 not NaN.
-    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return reduce_entry_loss(loss, valid, class_weight, weight, reduction,
+                             avg_factor)
 
 
 @MODELS.register_module()

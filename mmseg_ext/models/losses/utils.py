@@ -281,6 +281,55 @@ def safe_divide(numer: torch.Tensor, denom: torch.Tensor,
     return torch.where(nonzero, ratio, torch.full_like(ratio, empty_value))
 
 
+def reduce_entry_loss(loss: torch.Tensor,
+                      valid: torch.Tensor,
+                      class_weight: Optional[torch.Tensor],
+                      weight: Optional[torch.Tensor],
+                      reduction: str,
+                      avg_factor: Optional[float] = None) -> torch.Tensor:
+    """Weight and reduce a per-entry ``(N, C, H, W)`` sigmoid loss.
+
+    Each entry is weighted by ``w = valid * class_weight[c]`` (times the
+    optional per-pixel ``weight``); ``'mean'`` is ``sum(w l) / sum(w)``
+    over the entries' validity and class weights (0, not NaN, when every
+    entry is ignored), or ``sum / avg_factor`` when one is given.
+
+    Args:
+        loss (Tensor): ``(N, C, H, W)`` unreduced loss.
+        valid (Tensor): ``(N, C, H, W)`` bool, False on ignored entries.
+        class_weight (Tensor, optional): ``(C, )`` weights.
+        weight (Tensor, optional): ``(N, H, W)``, ``(N, 1, H, W)`` or
+            ``(N, C, H, W)`` per-pixel weights.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``.
+        avg_factor (float, optional): Divisor of the sum for ``'mean'``.
+
+    Returns:
+        Tensor: The reduced loss (``(N, C, H, W)`` for ``'none'``).
+    """
+    view = (1, loss.shape[1]) + (1, ) * (loss.dim() - 2)
+    entry_weight = valid.float()
+    if class_weight is not None:
+        entry_weight = entry_weight * class_weight.view(view)
+    loss = loss * entry_weight
+    if weight is not None:
+        if weight.dim() == loss.dim() - 1:
+            weight = weight.unsqueeze(1)
+        if weight.shape not in (loss.shape, loss[:, :1].shape):
+            raise ValueError('`weight` should have shape (N, H, W) or '
+                             f'{tuple(loss.shape)}, but got '
+                             f'{tuple(weight.shape)}')
+        loss = loss * weight.float()
+    if reduction == 'none':
+        return loss
+    if reduction == 'sum':
+        return loss.sum()
+    if avg_factor is not None:
+        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+    denom = entry_weight.sum()
+    # Everything ignored (or weighted 0): the sum is 0, return 0 not NaN.
+    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
 def reduce_per_image(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce a per-image ``(N, )`` (or batch ``()``) loss."""
     if reduction == 'mean':

@@ -104,9 +104,10 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
       Defaults to 0.
 
     :meth:`predict_probs` returns the TTA-averaged probabilities of a batch
-    at the input size (for ensembling tools). MMSeg's ``SegTTAModel``
-    (softmax/argmax merging of ``(1, H, W)`` maps) does not apply; use
-    ``flip``.
+    at the input size (for ensembling tools). For flips *and* scales through
+    MMSeg's ``TestTimeAug`` pipeline use ``tta_model =
+    dict(type='ProbSegTTAModel')`` (MMSeg's own ``SegTTAModel`` merges
+    softmax/argmax ``(1, H, W)`` maps and does not apply).
 
     Args:
         **kwargs: As :class:`mmseg.models.EncoderDecoder`.
@@ -307,6 +308,8 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
         return pred
 
     def aug_test(self, *args, **kwargs):
-        """Not supported: use ``test_cfg.flip``."""
+        """Not supported: use ``test_cfg.flip`` or ``ProbSegTTAModel``."""
         raise NotImplementedError(
-            'MultiLabelEncoderDecoder: use test_cfg.flip for TTA')
+            'MultiLabelEncoderDecoder: use test_cfg.flip, or '
+            "tta_model=dict(type='ProbSegTTAModel') with a TestTimeAug "
+            'pipeline, for TTA')

@@ -9,7 +9,6 @@ from mmseg.registry import MODELS
 
 import mmseg_ext  # noqa: F401
 # Registered here until mmseg_ext.models.losses imports the module.
-import mmseg_ext.models.losses.sigmoid_focal_loss  # noqa: F401
 
 
 def build(**kwargs):

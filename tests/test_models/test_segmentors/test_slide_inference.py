@@ -1,6 +1,5 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Uniform / Gaussian blended slide inference."""
-import copy
 
 import pytest
 import torch

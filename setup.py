@@ -49,7 +49,11 @@ install_requires = [
 ]
 
 extras_require = {
-    'tests': ['pytest>=7', 'pytest-timeout'],
+    # Compiled RLE kernels (mmseg_ext/utils/_rle_kernels.py); without numba
+    # the numpy code path is used.
+    'fast': ['numba>=0.59'],
+    # The tests cover both RLE paths.
+    'tests': ['pytest>=7', 'pytest-timeout', 'numba>=0.59'],
 }
 
 with open(osp.join(HERE, 'README.md'), encoding='utf-8') as f:

@@ -7,6 +7,17 @@ from mmseg_ext.utils.rle import (parse_rle, rle_area, rle_decode, rle_encode,
                                  rle_runs)
 
 
+@pytest.fixture(autouse=True, params=['compiled', 'numpy'])
+def rle_backend(request, monkeypatch):
+    """Every test here runs on the numba kernels (when installed) and on
+    the numpy path."""
+    if request.param == 'numpy':
+        monkeypatch.setattr(rle_module, '_kernels', False)
+    elif rle_module._get_kernels() is None:
+        pytest.skip('numba is not installed')
+    return request.param
+
+
 def reference_encode(mask):
     """The competitions' reference encoder, verbatim."""
     pixels = np.concatenate([[0], mask.flatten(), [0]])

@@ -1,0 +1,563 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""Pseudo-labels: confident ensemble predictions as a dataset of the task.
+
+Inputs are the saved probabilities of ``E`` ensemble members on unlabelled
+images (``tools/ensemble.py --save-probs``, or any folder of
+``{image_stem}.npy`` uint8 ``(C, H, W)`` maps, ``round(255 p)``, see
+:func:`mmseg_ext.apis.ensemble.save_probs`). Per image the members are
+merged by :func:`mmseg_ext.utils.ensemble.soft_vote` (optionally weighted)
+into ``p`` of shape ``(C, H, W)``, and every class-pixel is
+
+- positive if ``p >= pos``,
+- negative if ``p <= neg``,
+- unsure otherwise.
+
+An image whose *unsure fraction* exceeds ``max_unsure`` is skipped (logged
+and listed in the manifest). The unsure fraction is the fraction of pixels
+that are unsure for at least one class (hand bones) or for the building
+class (buildings).
+
+Hand bones (``task='hand_bone'``, ``C = 29``) give a new dataset root in
+the competition layout, read by
+:class:`mmseg_ext.datasets.HandBoneDataset`::
+
+    {out_dir}/train/DCM/{ID}/{name}.png            # link to (or copy of)
+                                                   #   the unlabelled image
+    {out_dir}/train/packed_labels/{ID}/{name}.png  # packed pseudo-label
+    {out_dir}/splits/all.txt                       # every kept image
+    {out_dir}/splits/fold{k}_train.txt             # the same, k < num_folds
+    {out_dir}/manifest.json                        # report (see below)
+
+Use ``HandBoneDataset(data_root=out_dir, split='all')`` (or
+``split='train', fold=k`` for any ``k < num_folds``: every fold trains on
+every pseudo image; no ``fold{k}_val.txt`` is written, pseudo images never
+validate). The packed format ignores whole pixels only (the valid bit, see
+:mod:`mmseg_ext.utils.multilabel`), so **a pixel unsure for any class is
+ignored for every class**; its confident classes are dropped too. There are
+no polygon JSONs (``train/outputs_json``): do not run the hand-bone
+converter on this root (it needs them and would not keep the ignored
+pixels).
+
+Buildings (``task='building'``) give a competition CSV read by
+:class:`mmseg_ext.datasets.BuildingRLEDataset`::
+
+    {out_dir}/train.csv                 # img_id,img_path,mask_rle
+    {out_dir}/train_img/{name}          # link to (or copy of) the image
+    {out_dir}/manifest.json
+
+with ``img_path`` relative to the CSV's folder (``./train_img/...``) and
+``-1`` for an empty mask; read it with ``BuildingRLEDataset(
+data_root=out_dir, ann_file='train.csv', split='all')``. An RLE cannot
+carry ignored pixels, so unsure pixels of a kept image count as
+**background** (negative): bound their share with ``max_unsure``.
+
+``manifest.json`` holds the settings, the kept images (with their unsure
+and positive fractions), the skipped ones (with the reason) and totals.
+
+Outputs are written atomically file by file (:mod:`mmseg_ext.utils.io`,
+:func:`~mmseg_ext.utils.multilabel.write_packed_label`); the split files or
+the CSV and the manifest are written last, so an interrupted run leaves no
+list naming a missing label. Every probability map is looked up before
+anything is written. An output folder must be new, empty, or an earlier
+output of this tool (its ``manifest.json`` says so); files of images no
+longer kept are then removed. It is never a labelled dataset root.
+"""
+import contextlib
+import csv
+import logging
+import os
+import os.path as osp
+import shutil
+import sys
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.logging import print_log
+
+from mmseg_ext.utils.ensemble import soft_vote
+from mmseg_ext.utils.io import atomic_path, dump_json_atomic
+from mmseg_ext.utils.multilabel import pack_multilabel, write_packed_label
+from mmseg_ext.utils.rle import rle_encode
+from .ensemble import PROB_SUFFIX, load_probs
+
+__all__ = [
+    'TASKS', 'MANIFEST_NAME', 'threshold_probs', 'list_unlabelled_images',
+    'make_pseudo_labels'
+]
+
+TASKS = ('hand_bone', 'building')
+MANIFEST_NAME = 'manifest.json'
+TOOL_TAG = 'mmseg_ext.pseudo_label'
+BUILDING_IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
+_HAND_BONE_CLASSES = 29
+
+
+def threshold_probs(probs: np.ndarray, pos: float = 0.9,
+                    neg: float = 0.1) -> tuple:
+    """Split ``(C, H, W)`` probabilities into positive and unsure pixels.
+
+    Args:
+        probs (np.ndarray): ``(C, H, W)`` float probabilities in ``[0, 1]``.
+        pos (float): Positive if ``p >= pos``. Defaults to 0.9.
+        neg (float): Negative if ``p <= neg``. Defaults to 0.1.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``(positive, unsure)``, two
+        ``(C, H, W)`` bool arrays (negative is neither).
+
+    Raises:
+        ValueError: if not ``0 <= neg < pos <= 1``.
+
+    Examples:
+        >>> p = np.array([[[0.95, 0.5, 0.05]]], np.float32)
+        >>> positive, unsure = threshold_probs(p, 0.9, 0.1)
+        >>> positive.tolist(), unsure.tolist()
+        ([[[True, False, False]]], [[[False, True, False]]])
+    """
+    _check_thresholds(pos, neg)
+    probs = np.asarray(probs)
+    positive = probs >= pos
+    unsure = ~positive & (probs > neg)
+    return positive, unsure
+
+
+def _check_thresholds(pos: float, neg: float) -> None:
+    for name, value in (('pos', pos), ('neg', neg)):
+        if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.floating)) or not 0 <= value <= 1:
+            raise ValueError(f'`{name}` should be a number in [0, 1], but '
+                             f'got {value!r}')
+    if not neg < pos:
+        raise ValueError(f'`neg` should be below `pos`, but got neg={neg} '
+                         f'and pos={pos}')
+
+
+def list_unlabelled_images(task: str, images: str) -> List[dict]:
+    """The unlabelled images of a task, sorted.
+
+    Args:
+        task (str): ``'hand_bone'`` or ``'building'``.
+        images (str): Hand bones: a folder of ``{ID}/{name}.png`` (e.g.
+            ``data/hand_bone/test/DCM``). Buildings: a CSV with ``img_id``
+            and ``img_path`` columns (e.g. ``test.csv``; paths relative to
+            its folder), or a folder of images (``img_id`` = file stem).
+
+    Returns:
+        list[dict]: ``img_path`` (absolute), ``stem`` (the key of the
+        probability files), ``rel`` (hand bones: ``'{ID}/{name}.png'``;
+        buildings: the output file name) and ``img_id`` (buildings).
+
+    Raises:
+        FileNotFoundError: if ``images`` does not exist or lists no image.
+        ValueError: if two images share a stem (the probability files could
+            not tell them apart).
+    """
+    if task not in TASKS:
+        raise ValueError(f'`task` should be one of {TASKS}, but got '
+                         f'{task!r}')
+    if not osp.exists(images):
+        raise FileNotFoundError(f'unlabelled images {images!r} do not exist')
+    items = []
+    if task == 'hand_bone':
+        from mmseg_ext.datasets.converters.hand_bone import \
+            list_hand_bone_images
+        if not osp.isdir(images):
+            raise FileNotFoundError(
+                f'hand-bone images {images!r} should be a folder of '
+                '{ID}/{name}.png (e.g. data/hand_bone/test/DCM)')
+        for rel in list_hand_bone_images(images):
+            if '/' not in rel:
+                raise ValueError(
+                    f'hand-bone image {osp.join(images, rel)!r} should be in '
+                    'a patient folder ({ID}/{name}.png)')
+            items.append(
+                dict(
+                    img_path=osp.abspath(osp.join(images, rel)),
+                    stem=osp.splitext(osp.basename(rel))[0],
+                    rel=rel,
+                    img_id=None))
+    elif osp.isdir(images):
+        for name in sorted(os.listdir(images)):
+            if name.startswith('.') or osp.splitext(
+                    name)[1].lower() not in BUILDING_IMAGE_EXTS:
+                continue
+            stem = osp.splitext(name)[0]
+            items.append(
+                dict(
+                    img_path=osp.abspath(osp.join(images, name)),
+                    stem=stem,
+                    rel=name,
+                    img_id=stem))
+    else:
+        from mmseg_ext.datasets.building_rle import read_rle_csv
+        rows, _ = read_rle_csv(images, rle_required=False)
+        for row in rows:
+            name = osp.basename(row['img_path'])
+            items.append(
+                dict(
+                    img_path=osp.abspath(row['img_path']),
+                    stem=osp.splitext(name)[0],
+                    rel=name,
+                    img_id=row['img_id']))
+    if not items:
+        raise FileNotFoundError(f'no image found in {images!r}')
+    seen = {}
+    for item in items:
+        if item['stem'] in seen:
+            raise ValueError(
+                f'images {seen[item["stem"]]!r} and {item["img_path"]!r} '
+                f'share the stem {item["stem"]!r}; probability files '
+                f'({item["stem"]}{PROB_SUFFIX}) cannot tell them apart')
+        seen[item['stem']] = item['img_path']
+    return items
+
+
+def _image_size(path: str) -> tuple:
+    """``(H, W)`` from the image header."""
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (OSError, ValueError) as err:
+        raise ValueError(f'image {path!r} cannot be read: {err}') from err
+    return h, w
+
+
+def _prepare_out_dir(out_dir: str) -> dict:
+    """Check ``out_dir`` may be written; return the earlier manifest."""
+    if not osp.exists(out_dir):
+        return {}
+    if not osp.isdir(out_dir):
+        raise FileExistsError(f'output {out_dir!r} exists and is not a '
+                              'folder')
+    manifest_path = osp.join(out_dir, MANIFEST_NAME)
+    if not os.listdir(out_dir):
+        return {}
+    previous = None
+    if osp.isfile(manifest_path):
+        import json
+        try:
+            with open(manifest_path, encoding='utf-8') as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+    if not isinstance(previous, dict) or previous.get('tool') != TOOL_TAG:
+        raise FileExistsError(
+            f'output folder {out_dir!r} is not empty and is not an earlier '
+            f'output of tools/pseudo_label.py (no {MANIFEST_NAME} of it); '
+            'give a new folder (pseudo-labels never go into a labelled '
+            'dataset root)')
+    return previous
+
+
+def _place_image(src: str, dst: str, copy: bool) -> None:
+    """Link (absolute symlink) or copy ``src`` to ``dst``, atomically."""
+    src = osp.realpath(src)
+    if osp.exists(dst) and osp.realpath(dst) == src and \
+            osp.islink(dst) != copy:
+        return
+    if copy:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        return
+    folder = osp.dirname(osp.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(dst)}.{os.getpid()}.link')
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    os.symlink(src, tmp)
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def _write_lines(path: str, lines: Sequence[str]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.writelines(f'{line}\n' for line in lines)
+
+
+def _outputs(task: str, out_dir: str, item: dict) -> Dict[str, str]:
+    from mmseg_ext.datasets.converters.hand_bone import HAND_BONE_LAYOUT
+    if task == 'hand_bone':
+        return dict(
+            image=osp.join(out_dir, HAND_BONE_LAYOUT['train_images'],
+                           item['rel']),
+            label=osp.join(out_dir, HAND_BONE_LAYOUT['labels'], item['rel']))
+    return dict(image=osp.join(out_dir, 'train_img', item['rel']))
+
+
+def _load_members(folders: Sequence[str], item: dict) -> List[np.ndarray]:
+    """The ``E`` probability maps of one image, checked against it."""
+    probs, first = [], None
+    for folder in folders:
+        path = osp.join(folder, item['stem'] + PROB_SUFFIX)
+        p = load_probs(path)
+        if first is None:
+            first = (path, p.shape)
+        elif p.shape != first[1]:
+            raise ValueError(
+                f'{path}: probabilities of shape (C, H, W) = {p.shape} '
+                f'differ from {first[0]} of shape {first[1]} (image '
+                f'{item["img_path"]})')
+        probs.append(p)
+    return probs
+
+
+def make_pseudo_labels(task: str,
+                       prob_dirs: Union[str, Sequence[str]],
+                       images: str,
+                       out_dir: str,
+                       pos: float = 0.9,
+                       neg: float = 0.1,
+                       max_unsure: float = 1.0,
+                       weights: Optional[np.ndarray] = None,
+                       class_index: Optional[int] = None,
+                       copy_images: bool = False,
+                       num_folds: int = 5,
+                       show_progress: bool = True) -> dict:
+    """Write a pseudo-labelled dataset of ``task`` (see the module doc).
+
+    Args:
+        task (str): ``'hand_bone'`` or ``'building'``.
+        prob_dirs (str | Sequence[str]): ``E >= 1`` folders of
+            ``{image_stem}.npy`` uint8 ``(C, H, W)`` probabilities, one per
+            ensemble member.
+        images (str): The unlabelled images (see
+            :func:`list_unlabelled_images`).
+        out_dir (str): The new dataset root (new, empty, or an earlier
+            output of this function).
+        pos (float): Positive threshold, ``p >= pos``. Defaults to 0.9.
+        neg (float): Negative threshold, ``p <= neg``. Defaults to 0.1.
+        max_unsure (float): Skip an image whose unsure fraction exceeds
+            this, in ``[0, 1]``. Defaults to 1.0 (keep every image).
+        weights (np.ndarray, optional): ``(E,)`` or ``(E, C)`` soft-vote
+            weights. Defaults to None (equal).
+        class_index (int, optional): Buildings: the building channel
+            (default 0 for ``C = 1``, 1 for ``C = 2`` softmax members).
+        copy_images (bool): Copy the images instead of symlinking them.
+            Defaults to False.
+        num_folds (int): Hand bones: ``fold{k}_train.txt`` files written,
+            ``k < num_folds``. Defaults to 5.
+        show_progress (bool): Show a progress bar. Defaults to True.
+
+    Returns:
+        dict: The manifest (also written to ``{out_dir}/manifest.json``):
+        ``num_images``, ``num_kept``, ``num_skipped``, ``kept``,
+        ``skipped``, ``mean_unsure_fraction`` and the settings.
+
+    Raises:
+        FileNotFoundError: naming the image and the file when a probability
+            map is missing (checked before anything is written).
+        ValueError: for bad thresholds or options, probability maps whose
+            shape does not fit the image or the task (naming both files),
+            or when no image is kept (the manifest is written first).
+        FileExistsError: if ``out_dir`` is another non-empty folder.
+
+    Examples:
+        >>> manifest = make_pseudo_labels(
+        ...     'hand_bone', ['work_dirs/ens/test_probs/0_a'],
+        ...     'data/hand_bone/test/DCM', 'data/hand_bone_pseudo',
+        ...     pos=0.9, neg=0.1, max_unsure=0.05)
+        >>> manifest['num_kept']
+    """
+    if task not in TASKS:
+        raise ValueError(f'`task` should be one of {TASKS}, but got '
+                         f'{task!r}')
+    _check_thresholds(pos, neg)
+    if isinstance(max_unsure, bool) or not isinstance(
+            max_unsure, (int, float, np.floating)) or \
+            not 0 <= max_unsure <= 1:
+        raise ValueError('`max_unsure` should be a fraction in [0, 1], but '
+                         f'got {max_unsure!r}')
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or \
+            num_folds < 0:
+        raise ValueError('`num_folds` should be an int >= 0, but got '
+                         f'{num_folds!r}')
+    if class_index is not None and task != 'building':
+        raise ValueError('`class_index` applies to the building task only, '
+                         f'but the task is {task!r}')
+    folders = [prob_dirs] if isinstance(prob_dirs, str) else list(prob_dirs)
+    if not folders:
+        raise ValueError('`prob_dirs` should name at least one folder of '
+                         'probability maps, but got none')
+    for folder in folders:
+        if not osp.isdir(folder):
+            raise FileNotFoundError(f'probability folder {folder!r} does not '
+                                    'exist')
+    if weights is not None:
+        weights = np.asarray(weights, np.float64)
+        if weights.ndim not in (1, 2) or weights.shape[0] != len(folders):
+            raise ValueError(
+                f'`weights` should be (E,) or (E, C) with E={len(folders)} '
+                f'members, but got shape {weights.shape}')
+    items = list_unlabelled_images(task, images)
+    missing = [(folder, item) for item in items for folder in folders
+               if not osp.isfile(
+                   osp.join(folder, item['stem'] + PROB_SUFFIX))]
+    if missing:
+        folder, item = missing[0]
+        raise FileNotFoundError(
+            f'probability map {osp.join(folder, item["stem"] + PROB_SUFFIX)} '
+            f'of image {item["img_path"]} does not exist ({len(missing)} '
+            'missing in all); every member needs every image: save the '
+            'probabilities of all of them (tools/ensemble.py --save-probs)')
+    previous = _prepare_out_dir(out_dir)
+    if previous and previous.get('task') != task:
+        raise FileExistsError(
+            f'output folder {out_dir!r} holds {previous.get("task")!r} '
+            f'pseudo-labels, but the task is {task!r}; give a new folder')
+
+    bar = None
+    if show_progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(items), file=sys.stdout)
+    kept, skipped, rows, written = [], [], [], set()
+    for item in items:
+        probs = _load_members(folders, item)
+        c, h, w = probs[0].shape
+        prob_file = osp.join(folders[0], item['stem'] + PROB_SUFFIX)
+        size = _image_size(item['img_path'])
+        if size != (h, w):
+            raise ValueError(
+                f'{prob_file}: probabilities (C, H, W) = {(c, h, w)} do not '
+                f'fit image {item["img_path"]} of (H, W) = {size}; were they '
+                'saved for another image or size?')
+        if task == 'hand_bone':
+            if c != _HAND_BONE_CLASSES:
+                raise ValueError(
+                    f'{prob_file}: hand-bone probabilities should have C='
+                    f'{_HAND_BONE_CLASSES} classes, but got C={c}')
+        else:
+            index = class_index
+            if index is None:
+                if c > 2:
+                    raise ValueError(
+                        f'{prob_file}: has C={c} classes; give the building '
+                        'channel (`class_index`, --class-index)')
+                index = c - 1
+            if not 0 <= index < c:
+                raise ValueError(f'`class_index` should be in [0, {c}) for '
+                                 f'{prob_file}, but got {index}')
+            probs = [p[index:index + 1] for p in probs]
+        merged = soft_vote(probs, weights if task == 'hand_bone' or
+                           weights is None or weights.ndim == 1 else
+                           weights[:, index:index + 1])
+        positive, unsure = threshold_probs(merged, pos, neg)
+        del merged, probs
+        ignore = unsure.any(0)
+        unsure_fraction = float(ignore.mean())
+        entry = dict(
+            image=item['img_path'],
+            stem=item['stem'],
+            unsure_fraction=round(unsure_fraction, 6))
+        if unsure_fraction > max_unsure:
+            entry['reason'] = (f'unsure fraction {unsure_fraction:.4f} > '
+                               f'max_unsure {max_unsure}')
+            skipped.append(entry)
+            print_log(
+                f'pseudo_label: skipped {item["img_path"]}: '
+                f'{entry["reason"]}',
+                logger='current',
+                level=logging.WARNING)
+        else:
+            outputs = _outputs(task, out_dir, item)
+            if task == 'hand_bone':
+                positive[:, ignore] = False
+                write_packed_label(outputs['label'],
+                                   pack_multilabel(positive, ignore))
+                entry['rel'] = item['rel']
+                entry['positive_fraction'] = round(
+                    float(positive.any(0).mean()), 6)
+            else:
+                mask = positive[0]  # unsure pixels count as background
+                rows.append([
+                    item['img_id'], f'./train_img/{item["rel"]}',
+                    rle_encode(mask) or '-1'
+                ])
+                entry['img_id'] = item['img_id']
+                entry['positive_fraction'] = round(float(mask.mean()), 6)
+            _place_image(item['img_path'], outputs['image'], copy_images)
+            written.update(outputs.values())
+            kept.append(entry)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stdout.write('\n')
+
+    # Files of images kept by an earlier run but not by this one.
+    for entry in previous.get('kept', []):
+        item = dict(rel=entry.get('rel') or osp.basename(entry['image']))
+        if task == 'building':
+            item['rel'] = entry.get('file', item['rel'])
+        for path in _outputs(task, out_dir, item).values():
+            if path not in written:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+    if task == 'building':
+        for entry, row in zip(kept, rows):
+            entry['file'] = osp.basename(row[1])
+    _write_index(task, out_dir, kept, rows, num_folds)
+
+    fractions = [e['unsure_fraction'] for e in kept + skipped]
+    manifest = dict(
+        tool=TOOL_TAG,
+        task=task,
+        prob_dirs=[osp.abspath(f) for f in folders],
+        images=osp.abspath(images),
+        pos=pos,
+        neg=neg,
+        max_unsure=max_unsure,
+        weights=None if weights is None else weights.tolist(),
+        class_index=class_index,
+        copy_images=copy_images,
+        unsure_policy=('ignored: a pixel unsure for any class has its valid '
+                       'bit clear' if task == 'hand_bone' else
+                       'background: unsure pixels are negative in the RLE'),
+        dataset=_dataset_hint(task, out_dir),
+        num_images=len(items),
+        num_kept=len(kept),
+        num_skipped=len(skipped),
+        mean_unsure_fraction=float(np.mean(fractions)) if fractions else 0.,
+        kept=kept,
+        skipped=skipped)
+    dump_json_atomic(manifest, osp.join(out_dir, MANIFEST_NAME))
+    if not kept:
+        raise ValueError(
+            f'no image kept: all {len(items)} have an unsure fraction above '
+            f'max_unsure={max_unsure} (see {osp.join(out_dir, MANIFEST_NAME)})'
+            '; raise --max-unsure or widen the thresholds')
+    return manifest
+
+
+def _write_index(task: str, out_dir: str, kept: List[dict],
+                 rows: List[list], num_folds: int) -> None:
+    """Split files (hand bones) or the CSV (buildings)."""
+    if task == 'hand_bone':
+        from mmseg_ext.datasets.converters.hand_bone import HAND_BONE_LAYOUT
+        split_dir = osp.join(out_dir, HAND_BONE_LAYOUT['splits'])
+        rels = sorted(e['rel'] for e in kept)
+        for k in range(num_folds):
+            _write_lines(osp.join(split_dir, f'fold{k}_train.txt'), rels)
+        _write_lines(osp.join(split_dir, 'all.txt'), rels)
+        return
+    with atomic_path(osp.join(out_dir, 'train.csv')) as tmp:
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            writer = csv.writer(f, lineterminator='\n')
+            writer.writerow(['img_id', 'img_path', 'mask_rle'])
+            writer.writerows(rows)
+
+
+def _dataset_hint(task: str, out_dir: str) -> dict:
+    if task == 'hand_bone':
+        return dict(
+            type='HandBoneDataset', data_root=osp.abspath(out_dir),
+            split='all')
+    return dict(
+        type='BuildingRLEDataset',
+        data_root=osp.abspath(out_dir),
+        ann_file='train.csv',
+        split='all')

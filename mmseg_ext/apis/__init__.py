@@ -1,5 +1,5 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-"""High-level inference APIs (no registry): model ensembling."""
+"""High-level APIs (no registry): ensembling, K-fold runs, pseudo-labels."""
 from .ensemble import (DECISIONS, Ensemble, ModelMember, ProbDirMember,
                        ensemble_test, ensemble_val, load_probs, load_scores,
                        load_thresholds, load_weights, save_probs,
@@ -10,3 +10,5 @@ __all__ = [
     'ensemble_val', 'load_probs', 'load_scores', 'load_thresholds',
     'load_weights', 'save_probs', 'vote_fraction'
 ]
+from .kfold import *  # noqa: F401,F403,E402
+from .pseudo_label import *  # noqa: F401,F403,E402

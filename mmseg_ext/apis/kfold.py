@@ -1,0 +1,530 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+"""K-fold cross-validation: per-fold configs, training, out-of-fold scores.
+
+Layout under ``{work_root}/{name}`` (``name``: the config's file name without
+``.py``)::
+
+    fold{k}/config.py              # the config with fold k set
+    fold{k}/oof_per_class.json     # written by the metric during validation
+    fold{k}/kfold_done.json        # written after fold k trained (--resume)
+    oof_scores.csv / .json / .png  # folds x classes table and heatmap
+    members.txt                    # "CONFIG CHECKPOINT" per fold
+
+The fold is set on every dataset dict of ``train_dataloader``,
+``val_dataloader`` and ``test_dataloader`` whose type has a ``fold``
+argument (:data:`FOLD_DATASETS`; wrappers with ``dataset``/``datasets``
+are followed). ``BuildingRLEDataset`` also gets ``num_folds``.
+``HandBoneDataset``'s folds come from the converter's split files, so the
+dataset must have been converted with ``--num-folds`` at least ``K``.
+"""
+import copy
+import csv
+import glob
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.config import Config
+
+from mmseg_ext.utils.io import atomic_path, dump_json_atomic
+
+__all__ = [
+    'FOLD_DATASETS', 'PER_CLASS_JSON_METRICS', 'OOF_JSON', 'DONE_JSON',
+    'set_fold', 'make_fold_config', 'write_kfold_configs', 'fold_dirs',
+    'find_checkpoint', 'train_folds', 'collect_kfold', 'ensemble_command'
+]
+
+#: Dataset types with a ``fold`` argument, and whether they take
+#: ``num_folds`` too.
+FOLD_DATASETS = {'HandBoneDataset': False, 'BuildingRLEDataset': True}
+#: Metrics with a ``per_class_json`` argument.
+PER_CLASS_JSON_METRICS = ('MultiLabelDiceMetric', 'PerClassIoUMetric')
+OOF_JSON = 'oof_per_class.json'
+DONE_JSON = 'kfold_done.json'
+_FOLD_RE = re.compile(r'^fold(\d+)$')
+_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _check_folds(fold: int, num_folds: int) -> None:
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or \
+            num_folds < 2:
+        raise ValueError('`num_folds` should be an int >= 2, but got '
+                         f'{num_folds!r}')
+    if isinstance(fold, bool) or not isinstance(fold, int) or \
+            not 0 <= fold < num_folds:
+        raise ValueError(f'`fold` should be an int in [0, {num_folds}), but '
+                         f'got {fold!r}')
+
+
+def set_fold(dataset_cfg: dict, fold: int, num_folds: int) -> int:
+    """Set ``fold`` (and ``num_folds`` where taken) on a dataset config.
+
+    Follows dataset wrappers (``dataset`` / ``datasets`` keys) in place.
+
+    Args:
+        dataset_cfg (dict): A dataset config (changed in place).
+        fold (int): Fold index, ``0 <= fold < num_folds``.
+        num_folds (int): ``K >= 2``.
+
+    Returns:
+        int: How many dataset configs got the fold (0 if none has one).
+    """
+    _check_folds(fold, num_folds)
+    if not isinstance(dataset_cfg, dict):
+        return 0
+    count = 0
+    ds_type = dataset_cfg.get('type')
+    if ds_type in FOLD_DATASETS:
+        dataset_cfg['fold'] = fold
+        if FOLD_DATASETS[ds_type]:
+            dataset_cfg['num_folds'] = num_folds
+        count += 1
+    if isinstance(dataset_cfg.get('dataset'), dict):
+        count += set_fold(dataset_cfg['dataset'], fold, num_folds)
+    for sub in dataset_cfg.get('datasets', None) or []:
+        count += set_fold(sub, fold, num_folds)
+    return count
+
+
+def _evaluators(evaluator) -> list:
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        evaluator = evaluator['metrics']
+    if isinstance(evaluator, dict):
+        return [evaluator]
+    return list(evaluator or [])
+
+
+def make_fold_config(cfg: Config, fold: int, num_folds: int,
+                     work_dir: str) -> Config:
+    """A copy of ``cfg`` that trains on fold ``fold`` and validates on it.
+
+    Sets the fold on the train, val and test datasets (see
+    :func:`set_fold`), ``work_dir``, and every ``val_evaluator`` metric
+    with a ``per_class_json`` argument (:data:`PER_CLASS_JSON_METRICS`) to
+    ``{work_dir}/oof_per_class.json``; other metrics are kept and warned
+    about (their fold gets no out-of-fold scores).
+
+    Args:
+        cfg (Config): The base config (not changed).
+        fold (int): Fold index.
+        num_folds (int): ``K``.
+        work_dir (str): The fold's work dir.
+
+    Returns:
+        Config: The fold's config.
+
+    Raises:
+        ValueError: if the train or val dataset has no ``fold`` argument,
+            or the config has no ``val_dataloader``/``val_evaluator``.
+    """
+    _check_folds(fold, num_folds)
+    cfg = copy.deepcopy(cfg)  # Config.copy() is shallow
+    for key in ('train_dataloader', 'val_dataloader'):
+        loader = cfg.get(key, None)
+        if not loader or not loader.get('dataset'):
+            raise ValueError(
+                f'`{key}` should be set for K-fold training, but the config '
+                f'has {key}={loader!r}')
+        if set_fold(loader['dataset'], fold, num_folds) == 0:
+            raise ValueError(
+                f'`{key}.dataset` should be one of {sorted(FOLD_DATASETS)} '
+                'with a `fold` argument (or a wrapper of one), but got '
+                f"type={loader['dataset'].get('type')!r}; split the data "
+                'into folds in the dataset first')
+    if cfg.get('test_dataloader', None) and \
+            cfg.test_dataloader.get('dataset'):
+        set_fold(cfg.test_dataloader.dataset, fold, num_folds)
+    if not cfg.get('val_evaluator', None):
+        raise ValueError('`val_evaluator` should be set for K-fold training '
+                         '(its per-class JSON is the out-of-fold score), but '
+                         'the config has none')
+    cfg.work_dir = work_dir
+    found = False
+    for metric in _evaluators(cfg.val_evaluator):
+        if metric.get('type') in PER_CLASS_JSON_METRICS:
+            metric['per_class_json'] = osp.join(work_dir, OOF_JSON)
+            found = True
+        else:
+            warnings.warn(
+                f"val_evaluator {metric.get('type')!r} writes no per-class "
+                f'JSON (only {PER_CLASS_JSON_METRICS} do): fold {fold} gets '
+                'no out-of-fold scores')
+    if not found:
+        warnings.warn('no val_evaluator metric writes a per-class JSON; '
+                      '`collect_kfold` will find no out-of-fold scores')
+    return cfg
+
+
+def write_kfold_configs(config: str,
+                        num_folds: int,
+                        out_dir: str,
+                        cfg_options: Optional[dict] = None) -> List[str]:
+    """Write ``{out_dir}/fold{k}/config.py`` for ``k < num_folds``.
+
+    Args:
+        config (str): The config file.
+        num_folds (int): ``K >= 2``.
+        out_dir (str): Root of the fold dirs (``work_dirs/kfold/{name}``).
+        cfg_options (dict, optional): Merged into the config first (as
+            ``--cfg-options``). Defaults to None.
+
+    Returns:
+        list[str]: The written config paths, by fold.
+    """
+    _check_folds(0, num_folds)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    paths = []
+    for k in range(num_folds):
+        work_dir = osp.abspath(osp.join(out_dir, f'fold{k}'))
+        fold_cfg = make_fold_config(cfg, k, num_folds, work_dir)
+        path = osp.join(work_dir, 'config.py')
+        with atomic_path(path) as tmp:
+            fold_cfg.dump(tmp)
+        paths.append(path)
+    return paths
+
+
+def fold_dirs(out_dir: str) -> List[Tuple[int, str]]:
+    """``(k, path)`` of the ``fold{k}`` dirs under ``out_dir``, by ``k``."""
+    found = []
+    for path in glob.glob(osp.join(out_dir, 'fold*')):
+        match = _FOLD_RE.match(osp.basename(path))
+        if match and osp.isdir(path):
+            found.append((int(match[1]), path))
+    return sorted(found)
+
+
+def find_checkpoint(work_dir: str, which: str = 'best') -> Optional[str]:
+    """The fold's checkpoint: the newest ``best_*.pth`` or the last one.
+
+    Args:
+        work_dir (str): A training work dir.
+        which (str): ``'best'`` (``best_*.pth`` of ``CheckpointHook``'s
+            ``save_best``; the last checkpoint if there is none) or
+            ``'last'`` (mmengine's ``last_checkpoint`` record, else the
+            highest ``iter_*``/``epoch_*``). Defaults to ``'best'``.
+
+    Returns:
+        str or None: The checkpoint path, None if there is none.
+    """
+    if which not in ('best', 'last'):
+        raise ValueError("`which` should be 'best' or 'last', but got "
+                         f'{which!r}')
+    if which == 'best':
+        best = glob.glob(osp.join(work_dir, 'best_*.pth'))
+        if best:
+            return max(best, key=osp.getmtime)
+    record = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record, encoding='utf-8') as f:
+            path = f.read().strip()
+        if path and not osp.isabs(path):
+            path = osp.join(work_dir, path)
+        if path and osp.isfile(path):
+            return path
+
+    def number(p):
+        m = re.search(r'(\d+)\.pth$', p)
+        return int(m[1]) if m else -1
+
+    ckpts = glob.glob(osp.join(work_dir, 'iter_*.pth')) + \
+        glob.glob(osp.join(work_dir, 'epoch_*.pth'))
+    return max(ckpts, key=number) if ckpts else None
+
+
+def train_folds(out_dir: str,
+                resume: bool = False,
+                train_args: Sequence[str] = (),
+                train_script: Optional[str] = None,
+                folds: Optional[Sequence[int]] = None) -> List[int]:
+    """Train the folds of ``out_dir`` in turn, one subprocess each.
+
+    Each fold runs ``python tools/train.py fold{k}/config.py --work-dir
+    fold{k}`` in a fresh process (no state leaks between folds); a fold
+    that exits with status 0 gets ``fold{k}/kfold_done.json``. With
+    ``resume``, finished folds are skipped and an unfinished fold with a
+    checkpoint continues with ``tools/train.py --resume``.
+
+    Args:
+        out_dir (str): Root written by :func:`write_kfold_configs`.
+        resume (bool): Skip finished folds, resume started ones.
+            Defaults to False.
+        train_args (Sequence[str]): Extra ``tools/train.py`` arguments
+            (e.g. ``['--amp']``). Defaults to ().
+        train_script (str, optional): Defaults to this checkout's
+            ``tools/train.py``.
+        folds (Sequence[int], optional): Only these folds. Defaults to all.
+
+    Returns:
+        list[int]: The folds trained by this call.
+
+    Raises:
+        FileNotFoundError: if there is no fold config.
+        RuntimeError: if a fold's training fails (the later folds are not
+            started; rerun with ``resume``).
+    """
+    script = train_script or osp.join(_REPO_ROOT, 'tools', 'train.py')
+    dirs = fold_dirs(out_dir)
+    if folds is not None:
+        dirs = [(k, d) for k, d in dirs if k in set(folds)]
+    dirs = [(k, d) for k, d in dirs if osp.isfile(osp.join(d, 'config.py'))]
+    if not dirs:
+        raise FileNotFoundError(f'no fold*/config.py under {out_dir}; write '
+                                'the fold configs first')
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [_REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    trained = []
+    for k, work_dir in dirs:
+        done = osp.join(work_dir, DONE_JSON)
+        if resume and osp.isfile(done):
+            print(f'fold {k}: finished ({done}), skipped', flush=True)
+            continue
+        if osp.isfile(done):
+            os.remove(done)
+        cmd = [sys.executable, script, osp.join(work_dir, 'config.py'),
+               '--work-dir', work_dir] + list(train_args)
+        if resume and find_checkpoint(work_dir, 'last') is not None:
+            cmd.append('--resume')
+        print(f'fold {k}: ' + ' '.join(cmd), flush=True)
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f'fold {k} training failed (exit code {proc.returncode}); '
+                f'see the log under {work_dir}; rerun with --resume to skip '
+                'the finished folds')
+        dump_json_atomic(
+            dict(fold=k, checkpoint=find_checkpoint(work_dir, 'last'),
+                 best=find_checkpoint(work_dir, 'best')), done)
+        trained.append(k)
+    return trained
+
+
+def _floats(values, path: str, key: str, num: int) -> np.ndarray:
+    if not isinstance(values, list) or len(values) != num:
+        raise ValueError(f'{path}: `{key}` should be a list of {num} '
+                         f'numbers, but got {values!r}')
+    return np.array([np.nan if v is None else float(v) for v in values])
+
+
+def _write_heatmap(path: str, table: np.ndarray, rows: Sequence[str],
+                   classes: Sequence[str], metric: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg', force=True)
+    import matplotlib.pyplot as plt
+
+    num_rows, num_cls = table.shape
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 0.45 * num_cls + 2), 0.5 * num_rows + 2.0))
+    image = ax.imshow(
+        np.ma.masked_invalid(table), vmin=0.0, vmax=1.0, cmap='viridis',
+        aspect='auto')
+    ax.set_xticks(range(num_cls), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(num_rows), rows, fontsize=8)
+    ax.axhline(num_rows - 1.5, color='white', linewidth=2)
+    for i in range(num_rows):
+        for j in range(num_cls):
+            if np.isfinite(table[i, j]):
+                ax.text(j, i, f'{table[i, j]:.2f}', ha='center', va='center',
+                        fontsize=5, color='white' if table[i, j] < 0.6 else
+                        'black')
+    ax.set_title(f'out-of-fold {metric} per class')
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
+    plt.close(fig)
+
+
+def _test_split_options(config: str) -> List[str]:
+    """``--cfg-options`` that point a fold config's test loader at the test
+    images (the fold configs test on their validation fold)."""
+    try:
+        cfg = Config.fromfile(config)
+        dataset = cfg.test_dataloader.dataset
+    except Exception:  # not a full config (e.g. hand-written in tests)
+        return []
+    if dataset.get('type') == 'HandBoneDataset':
+        return ['test_dataloader.dataset.split=test']
+    return []
+
+
+def ensemble_command(members: Sequence[Tuple[str, str]],
+                     score_files: Sequence[str] = (),
+                     cfg_options: Sequence[str] = ()) -> str:
+    """The ``tools/ensemble.py`` command line for the fold models.
+
+    Args:
+        members (Sequence[tuple[str, str]]): ``(config, checkpoint)``.
+        score_files (Sequence[str]): One per-class JSON per member: adds
+            ``--strategy classwise --scores ...``. Defaults to ().
+        cfg_options (Sequence[str]): ``--cfg-options`` for every member.
+            Defaults to ().
+
+    Returns:
+        str: The command, one option per line.
+    """
+    parts = ['python tools/ensemble.py']
+    parts += [f'--member {c} {p}' for c, p in members]
+    if score_files:
+        parts.append('--strategy classwise --scores ' + ' '.join(score_files))
+    if cfg_options:
+        parts.append('--cfg-options ' + ' '.join(cfg_options))
+    parts.append('--split test --out-dir OUT_DIR')
+    return ' \\\n    '.join(parts)
+
+
+def collect_kfold(out_dir: str,
+                  metric: str = 'dice',
+                  checkpoint: str = 'best',
+                  plot: bool = True,
+                  folds: Optional[Sequence[int]] = None) -> Dict[str, object]:
+    """Gather the folds' out-of-fold per-class scores and checkpoints.
+
+    Reads ``fold{k}/oof_per_class.json`` (``{classes, dice, iou, ...}``;
+    ``null`` = class absent, left out of the means) and writes, atomically:
+
+    - ``oof_scores.csv``: header ``fold,metric,<classes...>,mean``; one row
+      per fold and metric (``dice``, ``iou``), then the ``mean`` rows (the
+      per-class mean over folds, NaN ignored);
+    - ``oof_scores.json``: ``{classes, folds, dice: [[...] per fold],
+      iou, mean_dice: [...] per class, mean_iou, mDice, mIoU}``
+      (``mDice``: mean over classes of ``mean_dice``);
+    - ``oof_scores.png``: a folds x classes heatmap of ``metric`` with the
+      mean as its last row (``plot=True``);
+    - ``members.txt``: ``CONFIG CHECKPOINT`` per fold with a checkpoint.
+
+    The returned ``command`` runs ``tools/ensemble.py --split test`` on the
+    fold models; the fold configs test on their validation fold, so for
+    ``HandBoneDataset`` it adds ``--cfg-options
+    test_dataloader.dataset.split=test`` (other datasets: point
+    ``test_dataloader`` at the test images yourself).
+
+    Args:
+        out_dir (str): Root of the fold dirs.
+        metric (str): ``'dice'`` or ``'iou'``, for the heatmap.
+            Defaults to ``'dice'``.
+        checkpoint (str): ``'best'`` or ``'last'`` (see
+            :func:`find_checkpoint`). Defaults to ``'best'``.
+        plot (bool): Write the heatmap. Defaults to True.
+        folds (Sequence[int], optional): Only these folds (e.g.
+            ``range(K)``, ignoring the dirs of an earlier run with more
+            folds). Defaults to every ``fold*`` dir.
+
+    Returns:
+        dict: ``scores`` (the JSON content), ``members`` (list of
+        ``(config, checkpoint)``), ``command`` (the ensemble command line)
+        and ``missing`` (folds without scores).
+
+    Raises:
+        FileNotFoundError: if no fold has a per-class JSON.
+        ValueError: for a malformed JSON or folds with different classes.
+    """
+    if metric not in ('dice', 'iou'):
+        raise ValueError("`metric` should be 'dice' or 'iou', but got "
+                         f'{metric!r}')
+    dirs = fold_dirs(out_dir)
+    if folds is not None:
+        dirs = [(k, d) for k, d in dirs if k in set(folds)]
+    classes = None
+    folds, tables, missing, score_files = [], {'dice': [], 'iou': []}, [], []
+    members = []
+    for k, work_dir in dirs:
+        cfg_path = osp.join(work_dir, 'config.py')
+        ckpt = find_checkpoint(work_dir, checkpoint)
+        path = osp.join(work_dir, OOF_JSON)
+        if ckpt is not None and osp.isfile(cfg_path):
+            members.append((cfg_path, ckpt))
+        if not osp.isfile(path):
+            missing.append(k)
+            continue
+        try:
+            with open(path, encoding='utf-8') as f:
+                data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{path}: not valid JSON ({err})') from err
+        if not isinstance(data, dict) or not isinstance(
+                data.get('classes'), list):
+            raise ValueError(f'{path}: should hold a dict with `classes`, '
+                             f'`dice` and `iou` lists, but got {data!r:.200}')
+        if classes is None:
+            classes = [str(c) for c in data['classes']]
+        elif [str(c) for c in data['classes']] != classes:
+            raise ValueError(f'{path}: classes {data["classes"]} should be '
+                             f'those of the other folds, {classes}')
+        for key in ('dice', 'iou'):
+            tables[key].append(_floats(data.get(key), path, key,
+                                       len(classes)))
+        folds.append(k)
+        score_files.append(path)
+    if not folds:
+        raise FileNotFoundError(
+            f'no fold*/{OOF_JSON} under {out_dir}: train the folds first '
+            '(their validation writes it)')
+    if missing:
+        warnings.warn(f'folds {missing} have no {OOF_JSON} (not trained or '
+                      'no per-class metric); left out')
+
+    def nanmean(a, axis):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            return np.nanmean(a, axis=axis)
+
+    def as_json(a):
+        return [None if not np.isfinite(v) else float(v) for v in a]
+
+    scores = dict(classes=classes, folds=folds)
+    for key in ('dice', 'iou'):
+        table = np.stack(tables[key])
+        mean = nanmean(table, 0)
+        scores[key] = [as_json(row) for row in table]
+        scores[f'mean_{key}'] = as_json(mean)
+        overall = nanmean(mean, 0)
+        scores['mDice' if key == 'dice' else 'mIoU'] = \
+            None if not np.isfinite(overall) else float(overall)
+    dump_json_atomic(scores, osp.join(out_dir, 'oof_scores.json'))
+
+    with atomic_path(osp.join(out_dir, 'oof_scores.csv')) as tmp:
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            writer = csv.writer(f)
+            writer.writerow(['fold', 'metric'] + classes + ['mean'])
+
+            def row(name, key, values):
+                values = np.asarray(values, dtype=float)
+                mean = nanmean(values, 0)
+                writer.writerow([name, key] + [
+                    '' if not np.isfinite(v) else f'{v:.6f}'
+                    for v in list(values) + [mean]
+                ])
+
+            for key in ('dice', 'iou'):
+                for k, values in zip(folds, tables[key]):
+                    row(k, key, values)
+            for key in ('dice', 'iou'):
+                row('mean', key, nanmean(np.stack(tables[key]), 0))
+    if plot:
+        table = np.stack(tables[metric])
+        table = np.concatenate([table, nanmean(table, 0)[None]])
+        _write_heatmap(
+            osp.join(out_dir, 'oof_scores.png'), table,
+            [f'fold{k}' for k in folds] + ['mean'], classes, metric)
+    with atomic_path(osp.join(out_dir, 'members.txt')) as tmp:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            for cfg_path, ckpt in members:
+                f.write(f'{cfg_path} {ckpt}\n')
+    # classwise by out-of-fold scores only when every member has them
+    same = [osp.dirname(c) for c, _ in members] == \
+        [osp.dirname(p) for p in score_files]
+    command = ensemble_command(
+        members, score_files if same else (),
+        _test_split_options(members[0][0]) if members else ())
+    return dict(scores=scores, members=members, command=command,
+                missing=missing)

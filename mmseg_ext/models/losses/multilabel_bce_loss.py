@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from .utils import (BaseSegLoss, ClassWeight, check_binary_targets,
-                    check_logits, class_weight_tensor, normalize_class_weight,
-                    reduce_entry_loss, valid_mask)
+from .utils import (BaseSegLoss, ClassWeight, check_logits,
+                    class_weight_tensor, normalize_class_weight,
+                    prepare_sigmoid_targets, reduce_entry_loss)
 
 
 def multilabel_bce_loss(logits: torch.Tensor,
@@ -42,18 +42,8 @@ def multilabel_bce_loss(logits: torch.Tensor,
     Returns:
         Tensor: float32 loss.
     """
-    check_logits(logits)
+    target, valid = prepare_sigmoid_targets(logits, target, ignore_index)
     channels = logits.shape[1]
-    if target.dim() == logits.dim() - 1 and channels == 1:
-        target = target.unsqueeze(1)
-    if target.shape != logits.shape:
-        raise ValueError(f'`seg_label` should have shape {tuple(logits.shape)}'
-                         ' (N, C, H, W) with one {0, 1} map per class, or '
-                         '(N, H, W) when C == 1, but got '
-                         f'{tuple(target.shape)}')
-    valid = valid_mask(target, ignore_index)
-    check_binary_targets(target, valid, ignore_index)
-    target = torch.where(valid, target.float(), 0.)
     view = (1, channels) + (1, ) * (logits.dim() - 2)
     if pos_weight is not None:
         pos_weight = pos_weight.view(view)

@@ -281,6 +281,31 @@ def safe_divide(numer: torch.Tensor, denom: torch.Tensor,
     return torch.where(nonzero, ratio, torch.full_like(ratio, empty_value))
 
 
+def prepare_sigmoid_targets(
+        logits: torch.Tensor, target: torch.Tensor,
+        ignore_index: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Check ``(N, C, H, W)`` sigmoid targets; return them as float with
+    ignored entries set to 0, and the validity mask.
+
+    ``(N, H, W)`` targets are accepted when ``C == 1`` (binary).
+
+    Raises:
+        ValueError: on logits that are not ``(N, C, H, W)`` float, a target
+            of another shape, or non-ignored values outside ``[0, 1]``.
+    """
+    check_logits(logits)
+    if target.dim() == logits.dim() - 1 and logits.shape[1] == 1:
+        target = target.unsqueeze(1)
+    if target.shape != logits.shape:
+        raise ValueError(f'`seg_label` should have shape {tuple(logits.shape)}'
+                         ' (N, C, H, W) with one {0, 1} map per class, or '
+                         '(N, H, W) when C == 1, but got '
+                         f'{tuple(target.shape)}')
+    valid = valid_mask(target, ignore_index)
+    check_binary_targets(target, valid, ignore_index)
+    return torch.where(valid, target.float(), 0.), valid
+
+
 def reduce_entry_loss(loss: torch.Tensor,
                       valid: torch.Tensor,
                       class_weight: Optional[torch.Tensor],

@@ -18,6 +18,12 @@ import numpy as np
 
 _ONES = np.uint64(0x0101010101010101)
 _ZERO = np.uint64(0)
+_HIGH_BITS = np.uint64(0xFEFEFEFEFEFEFEFE)
+# Index of the single set bit of a power of two: de Bruijn multiplication.
+_DEBRUIJN_MUL = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN = np.zeros(64, np.int64)
+for _i in range(64):  # Python ints: the product wraps mod 2**64 by hand
+    _DEBRUIJN[((((1 << _i) * 0x03F79D71B4CB0A89) & (2**64 - 1)) >> 58)] = _i
 
 
 @nb.njit(cache=True, nogil=True)
@@ -29,12 +35,12 @@ def _write_int(buf, pos, value):
     """
     v = np.uint64(value)
     ten = np.uint64(10)
-    # count the digits, then write them from the end
+    # count the digits by comparisons (no divisions)
     digits = 1
-    t = v
-    while t >= ten:
-        t //= ten
+    bound = np.uint64(10)
+    while digits < 20 and v >= bound:
         digits += 1
+        bound *= ten
     end = pos + digits
     i = end - 1
     while True:
@@ -60,17 +66,25 @@ def _scan(flat, words, edges, store):
     prev = np.uint8(0)
     fill = _ZERO  # the word a run of `prev` values looks like
     for w in range(words.size):
-        if words[w] == fill:
+        word = words[w]
+        if word == fill:
             continue
-        for i in range(w * 8, w * 8 + 8):
-            v = flat[i]
-            if v > 1:
-                return count, i
-            if v != prev:
-                if store and count < edges.size:
-                    edges[count] = i
-                count += 1
-                prev = v
+        if word & _HIGH_BITS:  # a byte other than 0/1: find it
+            for i in range(w * 8, w * 8 + 8):
+                if flat[i] > 1:
+                    return count, i
+        # byte k of `shifted` is byte k - 1 of the word (byte 0: prev), so
+        # the XOR has exactly bit 8k set where a run starts or ends at k
+        shifted = (word << np.uint64(8)) | np.uint64(prev)
+        x = word ^ shifted
+        while x:
+            low = x & (~x + np.uint64(1))
+            k = _DEBRUIJN[(low * _DEBRUIJN_MUL) >> np.uint64(58)] >> 3
+            if store and count < edges.size:
+                edges[count] = w * 8 + k
+            count += 1
+            x ^= low
+        prev = np.uint8(word >> np.uint64(56))
         fill = _ONES if prev == 1 else _ZERO
     for i in range(words.size * 8, n):
         v = flat[i]

@@ -30,8 +30,13 @@ its plan) and writes ``OUT_DIR/{stem}.png`` (packed multi-label PNG; 0/255
 PNG for one class; class-index PNG for softmax members) and/or the
 submission CSV (``--submission hand_bone|building --out FILE``).
 
-One image at a time (peak memory does not grow with the number of images);
-single process (no multi-process/DDP mode).
+One image at a time (peak memory does not grow with the number of images).
+Multi-process: ``bash tools/dist_ensemble.sh GPUS [ensemble.py args]`` (or
+``torchrun ... tools/ensemble.py ... --launcher pytorch``) shards the images
+over the processes (one GPU each; gloo on CPU without CUDA); masks and
+``--save-probs`` files are written by every process, the thresholds JSON and
+the ONE submission CSV by rank 0 (rows are gathered, not concatenated from
+per-rank files).
 
 Examples:
     # validation: thresholds of a soft ensemble of two models, saving probs
@@ -42,6 +47,9 @@ Examples:
     python tools/ensemble.py --prob-dirs work_dirs/ens/val_probs/0_cfg_a \\
         work_dirs/ens/val_probs/1_cfg_b --weights 0.6 0.4 --split val \\
         --gt-dir data/x/ann_dir/val --out-dir work_dirs/ens_w
+    # validation on 4 GPUs (4 CPU processes without CUDA)
+    bash tools/dist_ensemble.sh 4 --member cfg_a.py a.pth \\
+        --member cfg_b.py b.pth --split val --out-dir work_dirs/ens
     # test: masks and the hand-bone submission
     python tools/ensemble.py --member cfg_a.py a.pth --member cfg_b.py b.pth \\
         --split test --thresholds work_dirs/ens/thresholds.json \\
@@ -67,6 +75,10 @@ from mmseg_ext.apis.ensemble import (DECISIONS, SUBMISSIONS, Ensemble,
                                      ModelMember, ProbDirMember,
                                      ensemble_test, ensemble_val,
                                      load_scores, load_weights)
+from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+                                     start_tool_distributed,
+                                     teardown_distributed)
+from mmseg_ext.utils.dist import RankError, is_main_process
 from mmseg_ext.utils.ensemble import STRATEGIES
 
 
@@ -102,8 +114,11 @@ def parse_args(argv=None):
         help='override settings of every member config, e.g. '
         'test_dataloader.dataset.data_root=data/x')
     members.add_argument(
-        '--device', default=None, help="model device (default: 'cuda:0' "
-        "if available, else 'cpu')")
+        '--device',
+        default=None,
+        help="model device (default: 'cuda:0' "
+        "if available, else 'cpu'; with a launcher, this process's GPU)")
+    add_launcher_args(members)
 
     merge = parser.add_argument_group('merging')
     merge.add_argument('--strategy', choices=STRATEGIES, default='soft')
@@ -111,8 +126,9 @@ def parse_args(argv=None):
         '--weights',
         nargs='+',
         help='soft: E weights, or a JSON/CSV [E, C] table path')
-    merge.add_argument('--k', type=int, help='hard: votes needed '
-                       '(default: majority)')
+    merge.add_argument(
+        '--k', type=int, help='hard: votes needed '
+        '(default: majority)')
     merge.add_argument(
         '--member-threshold',
         type=float,
@@ -133,7 +149,9 @@ def parse_args(argv=None):
         help='threshold (multi-label/binary masks) or argmax (softmax '
         'label map); default: argmax if all model members are softmax')
     merge.add_argument(
-        '--classes', nargs='+', help='class names (default: from the '
+        '--classes',
+        nargs='+',
+        help='class names (default: from the '
         "first model member's dataset, the scores JSONs, or indices)")
 
     split = parser.add_argument_group('split and outputs')
@@ -145,8 +163,8 @@ def parse_args(argv=None):
     split.add_argument(
         '--gt-dir',
         help='val with only --prob-dirs: ground truth {stem}{gt-suffix}')
-    split.add_argument('--gt-format', choices=('packed', 'label'),
-                       default='packed')
+    split.add_argument(
+        '--gt-format', choices=('packed', 'label'), default='packed')
     split.add_argument('--gt-suffix', default='.png')
     split.add_argument(
         '--search-thresholds',
@@ -201,13 +219,11 @@ def parse_pp_candidates(items):
     return out
 
 
-def build_ensemble(args) -> Ensemble:
-    import torch
-    device = args.device or ('cuda:0' if torch.cuda.is_available() else
-                             'cpu')
+def build_ensemble(args, device: str = 'cpu') -> Ensemble:
+    device = args.device or device
     num_members = len(args.member) + len(args.prob_dirs)
-    for option, value, strategy in (('--weights', args.weights, 'soft'),
-                                    ('--k', args.k, 'hard'),
+    for option, value, strategy in (('--weights', args.weights,
+                                     'soft'), ('--k', args.k, 'hard'),
                                     ('--scores', args.scores, 'classwise')):
         if value is not None and args.strategy != strategy:
             raise ValueError(f'{option} applies to --strategy {strategy}, '
@@ -248,6 +264,8 @@ def build_ensemble(args) -> Ensemble:
 
 def main(argv=None):
     args = parse_args(argv)
+    device = start_tool_distributed(args, 'tools/ensemble.py')
+    say = print if is_main_process() else (lambda *a, **k: None)
     try:
         if not args.member and not args.prob_dirs:
             raise ValueError('give members: --member CONFIG CHECKPOINT '
@@ -259,10 +277,12 @@ def main(argv=None):
             raise ValueError('--thresholds and --submission apply to '
                              '--split test')
         pp_candidates = parse_pp_candidates(args.pp_candidates)
-        ensemble = build_ensemble(args)
-        print(f'ensemble of {len(ensemble.members)} members '
-              f'({args.strategy}, {ensemble.decision}) over '
-              f'{len(ensemble)} images ({args.split})', flush=True)
+        ensemble = build_ensemble(args, device)
+        say(
+            f'ensemble of {len(ensemble.members)} members '
+            f'({args.strategy}, {ensemble.decision}) over '
+            f'{len(ensemble)} images ({args.split})',
+            flush=True)
         if args.split == 'val':
             candidates = args.search_thresholds
             if candidates is not None and args.strategy == 'hard':
@@ -276,9 +296,9 @@ def main(argv=None):
                 pp_candidates=pp_candidates)
             name = 'val_scores.json' if ensemble.decision == 'argmax' \
                 else 'thresholds.json'
-            print(f'\nmDice {result["mDice"]:.4f} over '
-                  f'{result["num_images"]} images; wrote '
-                  f'{osp.join(args.out_dir, name)}')
+            say(f'\nmDice {result["mDice"]:.4f} over '
+                f'{result["num_images"]} images; wrote '
+                f'{osp.join(args.out_dir, name)}')
         else:
             result = ensemble_test(
                 ensemble,
@@ -289,10 +309,12 @@ def main(argv=None):
                 submission_file=args.out,
                 class_index=args.class_index)
             outputs = [p for p in (args.out_dir, args.out) if p]
-            print(f'\n{result["num_images"]} images; wrote '
-                  f'{", ".join(outputs)}')
-    except (ValueError, FileNotFoundError) as err:
+            say(f'\n{result["num_images"]} images; wrote '
+                f'{", ".join(outputs)}')
+    except (ValueError, FileNotFoundError, RankError) as err:
+        abort_distributed()
         sys.exit(f'tools/ensemble.py: error: {err}')
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -17,6 +17,10 @@ building: OUT_DIR/train.csv (img_id,img_path,mask_rle) and
 OUT_DIR/train_img/ links, read by BuildingRLEDataset(data_root=OUT_DIR,
 ann_file='train.csv', split='all'); unsure pixels count as background.
 
+Multi-process: ``bash tools/dist_pseudo_label.sh N [args]`` (or torchrun
+with ``--launcher pytorch``) shards the images; rank 0 writes the one CSV /
+split list and manifest.
+
 See mmseg_ext/apis/pseudo_label.py for the details.
 
 Examples:
@@ -43,6 +47,10 @@ except ImportError as e:
 
 from mmseg_ext.apis.ensemble import load_weights
 from mmseg_ext.apis.pseudo_label import TASKS, make_pseudo_labels
+from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+                                     start_tool_distributed,
+                                     teardown_distributed)
+from mmseg_ext.utils.dist import RankError, is_main_process
 
 
 def parse_args(argv=None):
@@ -69,10 +77,14 @@ def parse_args(argv=None):
         required=True,
         help='the new dataset root (new, empty, or an earlier output)')
     parser.add_argument(
-        '--pos', type=float, default=0.9,
+        '--pos',
+        type=float,
+        default=0.9,
         help='positive where p >= POS (default 0.9)')
     parser.add_argument(
-        '--neg', type=float, default=0.1,
+        '--neg',
+        type=float,
+        default=0.1,
         help='negative where p <= NEG (default 0.1)')
     parser.add_argument(
         '--max-unsure',
@@ -101,11 +113,13 @@ def parse_args(argv=None):
         '(default 5), each listing every kept image')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
+    add_launcher_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    start_tool_distributed(args, 'tools/pseudo_label.py')
     try:
         weights = None if args.weights is None else load_weights(
             args.weights, len(args.prob_dirs))
@@ -122,11 +136,17 @@ def main(argv=None):
             copy_images=args.copy,
             num_folds=args.num_folds,
             show_progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RankError) as err:
+        abort_distributed()
         sys.exit(f'tools/pseudo_label.py: error: {err}')
-    print(f'kept {manifest["num_kept"]} of {manifest["num_images"]} images '
-          f'({manifest["num_skipped"]} skipped, mean unsure fraction '
-          f'{manifest["mean_unsure_fraction"]:.4f}); wrote {args.out_dir}')
+    main_process = is_main_process()
+    teardown_distributed()
+    if main_process:
+        print(f'kept {manifest["num_kept"]} of {manifest["num_images"]} '
+              f'images ({manifest["num_skipped"]} skipped, mean unsure '
+              'fraction '
+              f'{manifest["mean_unsure_fraction"]:.4f}); wrote '
+              f'{args.out_dir}')
     return manifest
 
 

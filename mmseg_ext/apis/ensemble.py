@@ -28,8 +28,14 @@ merge runs over chunks of classes, so peak memory does not grow with the
 number of images. :func:`ensemble_val` (threshold search, post-processing
 selection) and :func:`ensemble_test` (masks, submission CSV) consume it.
 
-This is single-process: model members run one image at a time on one
-device; there is no distributed (multi-process) mode yet.
+Multi-process (``torchrun``, ``tools/ensemble.py --launcher pytorch``):
+with a process group, :func:`ensemble_val` and :func:`ensemble_test` shard
+the images by rank (:func:`mmseg_ext.utils.dist.shard`); every rank runs
+all members on its images and writes its own masks / probability files,
+threshold and post-processing sums are added over ranks, and submission
+rows are streamed to rank 0 in bounded chunks, which writes the ONE CSV
+(no per-rank partial files). Every rank must call them; an error on one
+rank raises on all (:func:`mmseg_ext.utils.dist.sync_errors`).
 
 Softmax members contribute ``softmax(seg_logits)``; binary
 (``out_channels == 1``) members ``seg_logits`` as MMSeg's
@@ -50,6 +56,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from mmseg_ext.utils.dist import (advance_progress, chunk_bounds, dist_info,
+                                  gather_chunks, run_on_main, shard,
+                                  sum_over_ranks, sync_errors)
 from mmseg_ext.utils.ensemble import (STRATEGIES, ThresholdSearch,
                                       classwise_select, dequantize_probs,
                                       quantize_probs, soft_vote)
@@ -58,7 +67,8 @@ from mmseg_ext.utils.multilabel import (num_packed_channels, pack_multilabel,
                                         read_packed_label, unpack_multilabel,
                                         write_packed_label)
 from mmseg_ext.utils.postprocess import (DICE_EPS, apply_postprocess,
-                                         select_postprocess)
+                                         choose_postprocess,
+                                         postprocess_dice_sums)
 from mmseg_ext.utils.rle import rle_encode
 
 __all__ = [
@@ -544,11 +554,14 @@ class EnsembleItem:
         probs (list[np.ndarray]): ``E`` uint8 ``(C, H, W)`` maps.
         targets (np.ndarray | None): ``(C, H, W)`` uint8 targets in
             ``{0, 1, 255}`` when asked for.
+        position (int): Index of the image in the ensemble's full list
+            (the order of a building submission across ranks).
     """
 
-    def __init__(self, stem, name, img_id, probs, targets=None):
+    def __init__(self, stem, name, img_id, probs, targets=None, position=0):
         self.stem, self.name, self.img_id = stem, name, img_id
         self.probs, self.targets = probs, targets
+        self.position = position
 
 
 class Ensemble:
@@ -746,18 +759,27 @@ class Ensemble:
                                     'or cannot be read')
         return label_to_targets(label, num_classes)
 
-    def items(self, with_targets: bool = False) -> Iterator[EnsembleItem]:
+    def items(
+            self,
+            with_targets: bool = False,
+            positions: Optional[Sequence[int]] = None
+    ) -> Iterator[EnsembleItem]:
         """Yield one :class:`EnsembleItem` per image, in order.
 
         Args:
             with_targets (bool): Also load the ground truth (from the first
                 model member's sample, else ``gt_dir``).
+            positions (Sequence[int], optional): Only these images (indices
+                into the full list, e.g. a rank's shard). Defaults to all.
         """
         if with_targets and not self.model_members and self.gt_dir is None:
             raise ValueError('the validation split with only probability '
                              'folders needs the ground truth: --gt-dir DIR '
                              '(and --gt-format packed|label)')
-        for stem, index in self.index:
+        if positions is None:
+            positions = range(len(self.index))
+        for position in positions:
+            stem, index = self.index[position]
             probs, first_sample, name, img_id = [], None, None, stem
             for i, member in enumerate(self.members):
                 if isinstance(member, ModelMember):
@@ -800,7 +822,7 @@ class Ensemble:
                         f'the probabilities are {probs[0].shape}; they '
                         'should both be (C, H, W) at the original size')
             del first_sample
-            yield EnsembleItem(stem, name, img_id, probs, targets)
+            yield EnsembleItem(stem, name, img_id, probs, targets, position)
 
     def _set_num_classes(self, num_classes: int) -> None:
         if self.num_classes is not None:
@@ -998,8 +1020,8 @@ def ensemble_val(ensemble: Ensemble,
                  out_dir: str,
                  candidates: Optional[Sequence[float]] = None,
                  postprocess: bool = False,
-                 pp_candidates: Sequence[Sequence] = (('lcc', ),
-                                                      ('min_area', 64)),
+                 pp_candidates: Sequence[Sequence] = (('lcc', ), ('min_area',
+                                                                  64)),
                  min_gain: float = 0.0,
                  progress: bool = True) -> dict:
     """Search per-class thresholds (and post-processing) on validation data.
@@ -1010,128 +1032,170 @@ def ensemble_val(ensemble: Ensemble,
     a per-class ``k``). With ``postprocess`` the merged maps are cached as
     uint16 (``round(65535 p)``, exact for thresholds that are not within
     ``1e-5`` of a value) with the packed targets in a temporary folder under
-    ``out_dir`` (disk, not memory), and a second pass runs
-    :func:`select_postprocess` on the masks at the chosen thresholds.
+    ``out_dir`` (disk, not memory), and a second pass measures the
+    post-processing candidates on the masks at the chosen thresholds
+    (:func:`postprocess_dice_sums`, :func:`choose_postprocess`).
     Writes ``thresholds.json`` and ``thresholds.png`` (Dice vs threshold).
 
     ``'argmax'`` decision: no threshold; writes ``val_scores.json`` (the
     per-class JSON layout: mean per-image Dice and IoU, eps 1e-4).
 
+    With a process group every rank must call it: each takes its shard of
+    the images (and its own cache folder); the Dice sums are added over
+    ranks, so every rank chooses the same thresholds and plan, and rank 0
+    writes the files.
+
     Returns:
-        dict: The JSON content written.
+        dict: The JSON content written (on every rank).
     """
     from mmseg_ext.evaluation.metrics.multilabel_dice_metric import \
         dice_iou_scores
 
+    rank, world_size = dist_info()
     os.makedirs(out_dir, exist_ok=True)
+    positions = shard(len(ensemble))
     e = len(ensemble.members)
-    bar = _progress(len(ensemble)) if progress else None
+    bar = _progress(len(ensemble)) if progress and rank == 0 else None
     if ensemble.decision == 'argmax':
-        sums, num = None, 0
-        for item in ensemble.items(with_targets=True):
-            label = ensemble.decide(ensemble.merge(item.probs))
-            counts = _image_counts(_onehot(label, len(item.targets)),
-                                   item.targets)
-            dice, iou = dice_iou_scores(counts[None], DICE_EPS)
-            both = np.stack([dice[0], iou[0]])
-            sums = both if sums is None else sums + both
-            num += 1
-            if bar:
-                bar.update()
+        sums, num, error = None, 0, None
+        try:
+            for item in ensemble.items(True, positions):
+                label = ensemble.decide(ensemble.merge(item.probs))
+                counts = _image_counts(
+                    _onehot(label, len(item.targets)), item.targets)
+                dice, iou = dice_iou_scores(counts[None], DICE_EPS)
+                both = np.stack([dice[0], iou[0]])
+                sums = both if sums is None else sums + both
+                num += 1
+                advance_progress(bar, item.position, len(ensemble))
+        except Exception as err:  # noqa: B902 (raised on every rank)
+            error = err
+        sync_errors(error)
+        sums, num = sum_over_ranks(sums), sum_over_ranks(num)
         if not num:
             raise ValueError('the validation split has no images')
         dice, iou = sums / num
-        content = dict(
-            classes=ensemble.classes,
-            dice=dice.tolist(),
-            iou=iou.tolist(),
-            mDice=float(dice.mean()),
-            mIoU=float(iou.mean()),
-            num_images=num,
-            eps=DICE_EPS,
-            strategy=ensemble.strategy,
-            decision='argmax',
-            members=ensemble.member_names)
-        dump_json_atomic(content, osp.join(out_dir, 'val_scores.json'))
-        return content
+
+        def write_scores():
+            content = dict(
+                classes=ensemble.classes,
+                dice=dice.tolist(),
+                iou=iou.tolist(),
+                mDice=float(dice.mean()),
+                mIoU=float(iou.mean()),
+                num_images=num,
+                eps=DICE_EPS,
+                strategy=ensemble.strategy,
+                decision='argmax',
+                members=ensemble.member_names)
+            dump_json_atomic(content, osp.join(out_dir, 'val_scores.json'))
+            return content
+
+        return run_on_main(write_scores)
 
     hard = ensemble.strategy == 'hard'
     if candidates is None:
         candidates = [(k - 0.5) / e for k in range(1, e + 1)] if hard else \
             np.round(np.arange(0.05, 0.96, 0.05), 2).tolist()
     search = ThresholdSearch(candidates)
-    cache = tempfile.mkdtemp(prefix='.ensemble_cache_', dir=out_dir) \
-        if postprocess else None
+    cache = tempfile.mkdtemp(
+        prefix=f'.ensemble_cache_{rank}_',
+        dir=out_dir) if postprocess else None
     try:
-        stems = []
-        for item in ensemble.items(with_targets=True):
-            merged = ensemble.merge(item.probs)
-            search.update(merged, item.targets)
-            if cache is not None:
-                np.save(
-                    osp.join(cache, f'{len(stems)}_p.npy'),
-                    np.rint(merged * 65535).astype(np.uint16))
-                t = item.targets
-                np.save(
-                    osp.join(cache, f'{len(stems)}_t.npy'),
-                    pack_multilabel(t == 1, (t == 255).any(0)))
-            stems.append(item.stem)
-            del merged, item
-            if bar:
-                bar.update()
+        num_cached, error = 0, None
+        try:
+            for item in ensemble.items(True, positions):
+                merged = ensemble.merge(item.probs)
+                search.update(merged, item.targets)
+                if cache is not None:
+                    np.save(
+                        osp.join(cache, f'{num_cached}_p.npy'),
+                        np.rint(merged * 65535).astype(np.uint16))
+                    t = item.targets
+                    np.save(
+                        osp.join(cache, f'{num_cached}_t.npy'),
+                        pack_multilabel(t == 1, (t == 255).any(0)))
+                    num_cached += 1
+                advance_progress(bar, item.position, len(ensemble))
+                del merged, item
+        except Exception as err:  # noqa: B902 (raised on every rank)
+            error = err
+        sync_errors(error)
+        search.sums = sum_over_ranks(search.sums)
+        search.num = sum_over_ranks(search.num)
         best_thr, best_dice = search.best()
-        classes = ensemble.classes
+        # Rank 0 holds the first image, so its class names are set.
+        classes = run_on_main(lambda: list(ensemble.classes))
+        ensemble.classes = classes
         plan, report = {}, {}
         if cache is not None:
             c = len(classes)
 
             def pairs():
-                for i in range(len(stems)):
+                for i in range(num_cached):
                     p = np.load(osp.join(cache, f'{i}_p.npy'))
-                    pred = (p > (best_thr.astype(np.float64) *
-                                 65535).reshape(-1, 1, 1)).astype(np.uint8)
+                    pred = (p > (best_thr.astype(np.float64) * 65535).reshape(
+                        -1, 1, 1)).astype(np.uint8)
                     t = unpack_multilabel(
                         np.load(osp.join(cache, f'{i}_t.npy')), c)
                     yield pred, t
 
-            plan, report = select_postprocess(
-                pairs(), classes, pp_candidates, min_gain=min_gain)
+            pp_sums, pp_num, error = None, 0, None
+            try:
+                pp_sums, pp_num = postprocess_dice_sums(
+                    pairs(), classes, pp_candidates)
+            except Exception as err:  # noqa: B902 (raised on every rank)
+                error = err
+            sync_errors(error)
+            plan, report = choose_postprocess(
+                sum_over_ranks(pp_sums),
+                sum_over_ranks(pp_num),
+                classes,
+                pp_candidates,
+                min_gain=min_gain)
     finally:
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
 
-    mean = search.mean_dice()
-    content = dict(
-        classes=classes,
-        thresholds=_f32_list(best_thr),
-        dice=[float(v) for v in best_dice],
-        mDice=float(np.mean(best_dice)),
-        num_images=search.num,
-        strategy=ensemble.strategy,
-        decision='threshold',
-        members=ensemble.member_names,
-        search=dict(
-            candidates=_f32_list(search.thresholds),
-            mean_dice=mean.tolist()),
-        postprocess=plan)
-    if hard:
-        content['k'] = [int(round(t * e + 0.5)) for t in best_thr]
-    if postprocess:
-        content['postprocess_report'] = report
-    dump_json_atomic(content, osp.join(out_dir, 'thresholds.json'))
-    x = search.thresholds
-    xlabel = 'threshold'
-    best_x = best_thr
-    if hard:
-        x = np.rint(x * e + 0.5)
-        best_x = np.rint(best_thr * e + 0.5)
-        xlabel = f'votes needed k (of E={e})'
-    plot_threshold_curves(
-        x, mean, classes, best_x, osp.join(out_dir, 'thresholds.png'),
-        xlabel=xlabel,
-        title=f'{ensemble.strategy} ensemble of {e}: mean Dice '
-        f'{content["mDice"]:.4f} over {search.num} images')
-    return content
+    def write_thresholds():
+        mean = search.mean_dice()
+        content = dict(
+            classes=classes,
+            thresholds=_f32_list(best_thr),
+            dice=[float(v) for v in best_dice],
+            mDice=float(np.mean(best_dice)),
+            num_images=search.num,
+            strategy=ensemble.strategy,
+            decision='threshold',
+            members=ensemble.member_names,
+            search=dict(
+                candidates=_f32_list(search.thresholds),
+                mean_dice=mean.tolist()),
+            postprocess=plan)
+        if hard:
+            content['k'] = [int(round(t * e + 0.5)) for t in best_thr]
+        if postprocess:
+            content['postprocess_report'] = report
+        dump_json_atomic(content, osp.join(out_dir, 'thresholds.json'))
+        x = search.thresholds
+        xlabel = 'threshold'
+        best_x = best_thr
+        if hard:
+            x = np.rint(x * e + 0.5)
+            best_x = np.rint(best_thr * e + 0.5)
+            xlabel = f'votes needed k (of E={e})'
+        plot_threshold_curves(
+            x,
+            mean,
+            classes,
+            best_x,
+            osp.join(out_dir, 'thresholds.png'),
+            xlabel=xlabel,
+            title=f'{ensemble.strategy} ensemble of {e}: mean Dice '
+            f'{content["mDice"]:.4f} over {search.num} images')
+        return content
+
+    return run_on_main(write_thresholds)
 
 
 class SubmissionSpool:
@@ -1146,10 +1210,15 @@ class SubmissionSpool:
       :mod:`mmseg_ext.evaluation.metrics.hand_bone_submission`, whose
       header is reused; that function takes all records in memory, so the
       sorted copy is done here.
-    - ``'building'``: ``img_id,mask_rle`` in input order, ``-1`` for an
-      empty mask, through ``write_submission_csv`` of
+    - ``'building'``: ``img_id,mask_rle`` in input order (the ``key`` of
+      :meth:`add`: the image's position, so rows of several ranks merge in
+      order), ``-1`` for an empty mask, through ``write_submission_csv`` of
       :mod:`mmseg_ext.evaluation.metrics.building_dice_metric` (fed lazily)
       when importable.
+
+    Under a process group each rank spools its own rows and
+    :meth:`gather_to_main` streams them into rank 0's spool, which writes
+    the one CSV.
 
     Args:
         kind (str): ``'hand_bone'`` or ``'building'``.
@@ -1165,17 +1234,28 @@ class SubmissionSpool:
         folder = osp.dirname(osp.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self._file = tempfile.TemporaryFile(
-            mode='w+', encoding='utf-8', newline='', dir=folder,
+            mode='w+',
+            encoding='utf-8',
+            newline='',
+            dir=folder,
             prefix=f'.{osp.basename(path)}.spool')
-        self.index: List[Tuple[str, int, int]] = []
+        # (sort key, name, offset, size) per image
+        self.index: List[Tuple[Union[str, int], str, int, int]] = []
         self._names = set()
 
-    def add(self, name: str, rles: Union[str, Sequence[str]]) -> None:
-        """One image: hand-bone ``C`` RLEs, or the building RLE."""
-        if name in self._names:
-            raise ValueError(f'image {name!r} has two predictions; image '
-                             'names should be unique in a submission')
-        self._names.add(name)
+    def add(self,
+            name: str,
+            rles: Union[str, Sequence[str]],
+            key: Union[None, str, int] = None) -> None:
+        """One image: hand-bone ``C`` RLEs, or the building RLE.
+
+        Args:
+            name (str): Hand-bone ``image_name`` / building ``img_id``.
+            rles (str | Sequence[str]): The ``C`` RLEs / the RLE.
+            key (str | int, optional): Sort key of the row(s) in the CSV.
+                Defaults to ``name`` (hand bone) or the order of the calls
+                (building).
+        """
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator='\n')
         if self.kind == 'hand_bone':
@@ -1186,15 +1266,58 @@ class SubmissionSpool:
             writer.writerows((name, c, r) for c, r in zip(self.classes, rles))
         else:
             writer.writerow((name, rles))
-        text = buf.getvalue()
+        self.add_text(name, buf.getvalue(), key)
+
+    def add_text(self,
+                 name: str,
+                 text: str,
+                 key: Union[None, str, int] = None) -> None:
+        """Spool the CSV text of one image's row(s) (see :meth:`add`)."""
+        if name in self._names:
+            raise ValueError(f'image {name!r} has two predictions; image '
+                             'names should be unique in a submission')
+        self._names.add(name)
+        if key is None:
+            key = name if self.kind == 'hand_bone' else len(self.index)
         self._file.seek(0, os.SEEK_END)
         offset = self._file.tell()  # an opaque text-mode cookie
         self._file.write(text)
-        self.index.append((name, offset, len(text)))
+        self.index.append((key, name, offset, len(text)))
+
+    def records(self, start: int, stop: int) -> List[Tuple]:
+        """``(key, name, text)`` of the images ``start .. stop - 1`` (in
+        the order they were added)."""
+        out = []
+        for key, name, offset, size in self.index[start:stop]:
+            self._file.seek(offset)
+            out.append((key, name, self._file.read(size)))
+        return out
+
+    def gather_to_main(self, max_bytes: int = 8 << 20) -> None:
+        """Move the rows of every rank into rank 0's spool (every rank
+        calls it; chunks of about ``max_bytes`` travel at a time). No-op
+        without a process group."""
+        rank, world_size = dist_info()
+        if world_size == 1:
+            return
+        bounds = [] if rank == 0 else chunk_bounds(
+            [size for *_, size in self.index], max_bytes)
+
+        def consume(src, records):
+            for key, name, text in records:
+                self.add_text(name, text, key)
+
+        gather_chunks(len(bounds), lambda i: self.records(*bounds[i]), consume)
+
+    def _sorted_texts(self) -> Iterator[str]:
+        for _, _, offset, size in sorted(self.index, key=lambda e: e[0]):
+            self._file.seek(offset)
+            yield self._file.read(size)
 
     def _rows(self) -> Iterator[Tuple[str, str]]:
-        self._file.seek(0)
-        yield from ((row[0], row[1]) for row in csv.reader(self._file))
+        for text in self._sorted_texts():
+            row = next(csv.reader([text]))
+            yield row[0], row[1]
 
     def discard(self) -> None:
         """Drop the spooled rows; write nothing."""
@@ -1219,9 +1342,8 @@ class SubmissionSpool:
             with atomic_path(self.path) as tmp:
                 with open(tmp, 'w', encoding='utf-8', newline='') as out:
                     out.write(','.join(header) + '\n')
-                    for _, offset, size in sorted(self.index):
-                        self._file.seek(offset)
-                        out.write(self._file.read(size))
+                    for text in self._sorted_texts():
+                        out.write(text)
             return len(self.index) * len(self.classes)
         finally:
             self._file.close()
@@ -1306,44 +1428,58 @@ def ensemble_test(ensemble: Ensemble,
     if ensemble.decision == 'argmax' and thresholds is not None:
         raise ValueError('`--thresholds` apply to the threshold decision, '
                          'but the decision is argmax (softmax members)')
-    bar = _progress(len(ensemble)) if progress else None
-    thr, plan, spool, num = None, {}, None, 0
+    rank, world_size = dist_info()
+    bar = _progress(len(ensemble)) if progress and rank == 0 else None
+    thr, plan, spool, num, error = None, {}, None, 0, None
     try:
-        for item in ensemble.items():
-            if num == 0 and ensemble.decision == 'threshold':
-                thr, plan = _resolve_thresholds(ensemble, thresholds,
-                                                use_postprocess,
-                                                item.probs[0].shape[0])
-            pred = ensemble.predict(item.probs, thr)
-            if plan:
-                pred = apply_postprocess(pred, plan, ensemble.classes)
-            if out_dir is not None:
-                _write_prediction(
-                    osp.join(out_dir, item.stem + '.png'), pred,
-                    ensemble.decision)
+        try:
+            for item in ensemble.items(positions=shard(len(ensemble))):
+                if num == 0 and ensemble.decision == 'threshold':
+                    thr, plan = _resolve_thresholds(ensemble, thresholds,
+                                                    use_postprocess,
+                                                    item.probs[0].shape[0])
+                pred = ensemble.predict(item.probs, thr)
+                if plan:
+                    pred = apply_postprocess(pred, plan, ensemble.classes)
+                if out_dir is not None:
+                    _write_prediction(
+                        osp.join(out_dir, item.stem + '.png'), pred,
+                        ensemble.decision)
+                if submission is not None and spool is None:
+                    spool = SubmissionSpool(
+                        submission, submission_file,
+                        _submission_classes(ensemble)
+                        if submission == 'hand_bone' else ensemble.classes)
+                if submission == 'hand_bone':
+                    spool.add(item.name, [rle_encode(m) for m in pred])
+                elif submission == 'building':
+                    mask = _building_mask(pred, ensemble.decision, class_index)
+                    spool.add(item.img_id, rle_encode(mask), item.position)
+                num += 1
+                advance_progress(bar, item.position, len(ensemble))
+                del pred, item
             if submission is not None and spool is None:
-                spool = SubmissionSpool(
-                    submission, submission_file,
-                    _submission_classes(ensemble)
-                    if submission == 'hand_bone' else ensemble.classes)
-            if submission == 'hand_bone':
-                spool.add(item.name, [rle_encode(m) for m in pred])
-            elif submission == 'building':
-                mask = _building_mask(pred, ensemble.decision, class_index)
-                spool.add(item.img_id, rle_encode(mask))
-            num += 1
-            del pred, item
-            if bar:
-                bar.update()
-        if submission is not None:
-            if spool is None:  # no image: header only
+                # No image (on this rank): an empty spool; rank 0 writes
+                # the header.
                 spool = SubmissionSpool(submission, submission_file,
                                         ensemble.classes or [])
-            spool.close()
+        except Exception as err:  # noqa: B902 (raised on every rank)
+            error = err
+        sync_errors(error)
+        num = sum_over_ranks(num)
+        if spool is not None:
+            spool.gather_to_main()
+            if rank == 0:
+                spool.close()
+            else:
+                spool.discard()
     except BaseException:
         if spool is not None:
             spool.discard()
         raise
+    if world_size > 1:
+        thr = run_on_main(lambda: thr)
+        plan = run_on_main(lambda: plan)
     return dict(
         num_images=num,
         members=len(ensemble.members),

@@ -61,6 +61,12 @@ list naming a missing label. Every probability map is looked up before
 anything is written. An output folder must be new, empty, or an earlier
 output of this tool (its ``manifest.json`` says so); files of images no
 longer kept are then removed. It is never a labelled dataset root.
+
+Multi-process (``tools/dist_pseudo_label.sh N ...``, ``--launcher``): the
+images are sharded by rank; each rank writes the images and labels of its
+shard, and the kept/skipped entries and CSV rows are streamed to rank 0,
+which writes the ONE ``train.csv`` / split list and ``manifest.json`` in the
+same order as a single process (:mod:`mmseg_ext.utils.dist`).
 """
 import contextlib
 import csv
@@ -74,6 +80,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from mmengine.logging import print_log
 
+from mmseg_ext.utils.dist import (advance_progress, dist_info, gather_chunks,
+                                  run_on_main, shard, sync_errors)
 from mmseg_ext.utils.ensemble import soft_vote
 from mmseg_ext.utils.io import atomic_path, dump_json_atomic
 from mmseg_ext.utils.multilabel import pack_multilabel, write_packed_label
@@ -344,6 +352,9 @@ def make_pseudo_labels(task: str,
             ``k < num_folds``. Defaults to 5.
         show_progress (bool): Show a progress bar. Defaults to True.
 
+    With a process group every rank must call it with the same arguments
+    (see the module doc); each returns the manifest.
+
     Returns:
         dict: The manifest (also written to ``{out_dir}/manifest.json``):
         ``num_images``, ``num_kept``, ``num_skipped``, ``kept``,
@@ -396,8 +407,7 @@ def make_pseudo_labels(task: str,
                 f'members, but got shape {weights.shape}')
     items = list_unlabelled_images(task, images)
     missing = [(folder, item) for item in items for folder in folders
-               if not osp.isfile(
-                   osp.join(folder, item['stem'] + PROB_SUFFIX))]
+               if not osp.isfile(osp.join(folder, item['stem'] + PROB_SUFFIX))]
     if missing:
         folder, item = missing[0]
         raise FileNotFoundError(
@@ -405,88 +415,128 @@ def make_pseudo_labels(task: str,
             f'of image {item["img_path"]} does not exist ({len(missing)} '
             'missing in all); every member needs every image: save the '
             'probabilities of all of them (tools/ensemble.py --save-probs)')
-    previous = _prepare_out_dir(out_dir)
+    previous = run_on_main(lambda: _prepare_out_dir(out_dir))
     if previous and previous.get('task') != task:
         raise FileExistsError(
             f'output folder {out_dir!r} holds {previous.get("task")!r} '
             f'pseudo-labels, but the task is {task!r}; give a new folder')
 
+    rank, world_size = dist_info()
     bar = None
-    if show_progress:
+    if show_progress and rank == 0:
         from mmengine.utils import ProgressBar
         bar = ProgressBar(len(items), file=sys.stdout)
-    kept, skipped, rows, written = [], [], [], set()
-    for item in items:
-        probs = _load_members(folders, item)
-        c, h, w = probs[0].shape
-        prob_file = osp.join(folders[0], item['stem'] + PROB_SUFFIX)
-        size = _image_size(item['img_path'])
-        if size != (h, w):
-            raise ValueError(
-                f'{prob_file}: probabilities (C, H, W) = {(c, h, w)} do not '
-                f'fit image {item["img_path"]} of (H, W) = {size}; were they '
-                'saved for another image or size?')
-        if task == 'hand_bone':
-            if c != _HAND_BONE_CLASSES:
-                raise ValueError(
-                    f'{prob_file}: hand-bone probabilities should have C='
-                    f'{_HAND_BONE_CLASSES} classes, but got C={c}')
-        else:
-            index = class_index
-            if index is None:
-                if c > 2:
-                    raise ValueError(
-                        f'{prob_file}: has C={c} classes; give the building '
-                        'channel (`class_index`, --class-index)')
-                index = c - 1
-            if not 0 <= index < c:
-                raise ValueError(f'`class_index` should be in [0, {c}) for '
-                                 f'{prob_file}, but got {index}')
-            probs = [p[index:index + 1] for p in probs]
-        merged = soft_vote(probs, weights if task == 'hand_bone' or
-                           weights is None or weights.ndim == 1 else
-                           weights[:, index:index + 1])
-        positive, unsure = threshold_probs(merged, pos, neg)
-        del merged, probs
-        ignore = unsure.any(0)
-        unsure_fraction = float(ignore.mean())
-        entry = dict(
-            image=item['img_path'],
-            stem=item['stem'],
-            unsure_fraction=round(unsure_fraction, 6))
-        if unsure_fraction > max_unsure:
-            entry['reason'] = (f'unsure fraction {unsure_fraction:.4f} > '
-                               f'max_unsure {max_unsure}')
-            skipped.append(entry)
-            print_log(
-                f'pseudo_label: skipped {item["img_path"]}: '
-                f'{entry["reason"]}',
-                logger='current',
-                level=logging.WARNING)
-        else:
-            outputs = _outputs(task, out_dir, item)
-            if task == 'hand_bone':
-                positive[:, ignore] = False
-                write_packed_label(outputs['label'],
-                                   pack_multilabel(positive, ignore))
-                entry['rel'] = item['rel']
-                entry['positive_fraction'] = round(
-                    float(positive.any(0).mean()), 6)
-            else:
-                mask = positive[0]  # unsure pixels count as background
-                rows.append([
-                    item['img_id'], f'./train_img/{item["rel"]}',
-                    rle_encode(mask) or '-1'
-                ])
-                entry['img_id'] = item['img_id']
-                entry['positive_fraction'] = round(float(mask.mean()), 6)
-            _place_image(item['img_path'], outputs['image'], copy_images)
-            written.update(outputs.values())
-            kept.append(entry)
-        if bar is not None:
-            bar.update()
+    # (position, entry, CSV row or None, written paths) of this rank's
+    # images; an entry without paths was skipped.
+    results, error = [], None
+    try:
+        for position in shard(len(items)):
+            entry, row, outputs = _pseudo_label_image(task, folders,
+                                                      items[position], out_dir,
+                                                      pos, neg, max_unsure,
+                                                      weights, class_index,
+                                                      copy_images)
+            results.append((position, entry, row, outputs))
+            advance_progress(bar, position, len(items))
+    except Exception as err:  # noqa: B902 (raised on every rank)
+        error = err
     if bar is not None:
         sys.stdout.write('\n')
+    sync_errors(error)
+    gathered = []
+    step = 256  # images per chunk sent to rank 0
+    gather_chunks((len(results) + step - 1) // step,
+                  lambda i: results[i * step:(i + 1) * step],
+                  lambda src, chunk: gathered.extend(chunk))
+    results.clear()
+    settings = dict(
+        pos=pos,
+        neg=neg,
+        max_unsure=max_unsure,
+        weights=None if weights is None else weights.tolist(),
+        class_index=class_index,
+        copy_images=copy_images)
+    return run_on_main(
+        lambda: _finish(task, out_dir, folders, images, len(items), gathered,
+                        previous, settings, num_folds))
+
+
+def _pseudo_label_image(task, folders, item, out_dir, pos, neg, max_unsure,
+                        weights, class_index, copy_images):
+    """One image: ``(entry, CSV row or None, written paths)``; the paths
+    are empty if the image is skipped."""
+    probs = _load_members(folders, item)
+    c, h, w = probs[0].shape
+    prob_file = osp.join(folders[0], item['stem'] + PROB_SUFFIX)
+    size = _image_size(item['img_path'])
+    if size != (h, w):
+        raise ValueError(
+            f'{prob_file}: probabilities (C, H, W) = {(c, h, w)} do not '
+            f'fit image {item["img_path"]} of (H, W) = {size}; were they '
+            'saved for another image or size?')
+    if task == 'hand_bone':
+        if c != _HAND_BONE_CLASSES:
+            raise ValueError(
+                f'{prob_file}: hand-bone probabilities should have C='
+                f'{_HAND_BONE_CLASSES} classes, but got C={c}')
+    else:
+        index = class_index
+        if index is None:
+            if c > 2:
+                raise ValueError(
+                    f'{prob_file}: has C={c} classes; give the building '
+                    'channel (`class_index`, --class-index)')
+            index = c - 1
+        if not 0 <= index < c:
+            raise ValueError(f'`class_index` should be in [0, {c}) for '
+                             f'{prob_file}, but got {index}')
+        probs = [p[index:index + 1] for p in probs]
+    merged = soft_vote(
+        probs, weights if task == 'hand_bone' or weights is None
+        or weights.ndim == 1 else weights[:, index:index + 1])
+    positive, unsure = threshold_probs(merged, pos, neg)
+    del merged, probs
+    ignore = unsure.any(0)
+    unsure_fraction = float(ignore.mean())
+    entry = dict(
+        image=item['img_path'],
+        stem=item['stem'],
+        unsure_fraction=round(unsure_fraction, 6))
+    if unsure_fraction > max_unsure:
+        entry['reason'] = (f'unsure fraction {unsure_fraction:.4f} > '
+                           f'max_unsure {max_unsure}')
+        print_log(
+            f'pseudo_label: skipped {item["img_path"]}: {entry["reason"]}',
+            logger='current',
+            level=logging.WARNING)
+        return entry, None, []
+    outputs = _outputs(task, out_dir, item)
+    row = None
+    if task == 'hand_bone':
+        positive[:, ignore] = False
+        write_packed_label(outputs['label'], pack_multilabel(positive, ignore))
+        entry['rel'] = item['rel']
+        entry['positive_fraction'] = round(float(positive.any(0).mean()), 6)
+    else:
+        mask = positive[0]  # unsure pixels count as background
+        row = [
+            item['img_id'], f'./train_img/{item["rel"]}',
+            rle_encode(mask) or '-1'
+        ]
+        entry['img_id'] = item['img_id']
+        entry['positive_fraction'] = round(float(mask.mean()), 6)
+    _place_image(item['img_path'], outputs['image'], copy_images)
+    return entry, row, list(outputs.values())
+
+
+def _finish(task, out_dir, folders, images, num_images, results, previous,
+            settings, num_folds) -> dict:
+    """Rank 0: remove stale files, write the index and the manifest."""
+    results = sorted(results, key=lambda r: r[0])
+    kept = [entry for _, entry, _, paths in results if paths]
+    skipped = [entry for _, entry, _, paths in results if not paths]
+    rows = [row for _, _, row, paths in results if paths and row]
+    written = {path for *_, paths in results for path in paths}
 
     # Files of images kept by an earlier run but not by this one.
     for entry in previous.get('kept', []):
@@ -508,17 +558,12 @@ def make_pseudo_labels(task: str,
         task=task,
         prob_dirs=[osp.abspath(f) for f in folders],
         images=osp.abspath(images),
-        pos=pos,
-        neg=neg,
-        max_unsure=max_unsure,
-        weights=None if weights is None else weights.tolist(),
-        class_index=class_index,
-        copy_images=copy_images,
+        **settings,
         unsure_policy=('ignored: a pixel unsure for any class has its valid '
                        'bit clear' if task == 'hand_bone' else
                        'background: unsure pixels are negative in the RLE'),
         dataset=_dataset_hint(task, out_dir),
-        num_images=len(items),
+        num_images=num_images,
         num_kept=len(kept),
         num_skipped=len(skipped),
         mean_unsure_fraction=float(np.mean(fractions)) if fractions else 0.,
@@ -527,8 +572,9 @@ def make_pseudo_labels(task: str,
     dump_json_atomic(manifest, osp.join(out_dir, MANIFEST_NAME))
     if not kept:
         raise ValueError(
-            f'no image kept: all {len(items)} have an unsure fraction above '
-            f'max_unsure={max_unsure} (see {osp.join(out_dir, MANIFEST_NAME)})'
+            f'no image kept: all {num_images} have an unsure fraction above '
+            f'max_unsure={settings["max_unsure"]} (see '
+            f'{osp.join(out_dir, MANIFEST_NAME)})'
             '; raise --max-unsure or widen the thresholds')
     return manifest
 

@@ -282,3 +282,76 @@ def drop_train_only_hooks(cfg: Config) -> list:
     cfg.custom_hooks = [h for h in hooks
                         if h.get('type') not in TRAIN_ONLY_HOOKS]
     return dropped
+
+
+def init_tool_distributed(launcher: str,
+                          timeout: Optional[float] = None) -> tuple:
+    """Start the process group of a tool that runs no ``Runner``.
+
+    Used by ``tools/ensemble.py`` and ``tools/pseudo_label.py`` under
+    ``torchrun`` (``--launcher pytorch``), SLURM or MPI: with CUDA,
+    mmengine's ``init_dist`` (NCCL, one GPU per process, device set to
+    ``LOCAL_RANK``); without, :func:`init_cpu_process_group` (gloo).
+
+    Args:
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        timeout (float, optional): Process-group timeout in seconds.
+
+    Returns:
+        tuple[int, int, str]: ``(rank, world_size, device)``; the device is
+        ``'cuda:{LOCAL_RANK}'`` with CUDA, else ``'cpu'`` (``'none'``:
+        ``(0, 1, 'cuda:0' or 'cpu')``).
+    """
+    if launcher == 'none':
+        return 0, 1, 'cuda:0' if _cuda_available() else 'cpu'
+    if _cuda_available():
+        from mmengine.dist import init_dist
+        if not (torch_dist.is_available() and torch_dist.is_initialized()):
+            kwargs = {}
+            if timeout is not None:
+                kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+            init_dist(launcher, backend='nccl', **kwargs)
+        device = f'cuda:{torch.cuda.current_device()}'
+    else:
+        init_cpu_process_group(launcher, timeout=timeout)
+        device = 'cpu'
+    return torch_dist.get_rank(), torch_dist.get_world_size(), device
+
+
+def abort_distributed() -> None:
+    """Destroy the default process group without waiting for other ranks
+    (the error path: a rank that failed alone must not hang in a barrier).
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def add_launcher_args(parser) -> None:
+    """Add mmseg's ``--launcher`` and ``--local_rank`` to a tool's parser.
+    """
+    parser.add_argument(
+        '--launcher',
+        choices=LAUNCHERS,
+        default='none',
+        help='job launcher (multi-process: shards the images over ranks)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def start_tool_distributed(args, tool: str) -> str:
+    """:func:`init_tool_distributed` for parsed ``args`` of
+    :func:`add_launcher_args`; exits with a one-line error naming ``tool``
+    when the launcher's environment is missing.
+
+    Returns:
+        str: The device of this process (``'cuda:N'`` or ``'cpu'``).
+    """
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    try:
+        return init_tool_distributed(args.launcher)[2]
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise SystemExit(f'{tool}: error: cannot start the '
+                         f'{args.launcher!r} launcher: {err}') from None

@@ -110,6 +110,57 @@ def dice_per_class(pred: np.ndarray,
     return (2 * inter + DICE_EPS) / (total + DICE_EPS)
 
 
+def postprocess_dice_sums(
+        pairs: Iterable[Tuple[np.ndarray, np.ndarray]],
+        classes: Sequence[str],
+        candidates: Sequence[Sequence] = (('lcc', ), ('min_area', 64))
+) -> Tuple[np.ndarray, int]:
+    """Per-image Dice sums of "no op" and every candidate (first half of
+    :func:`select_postprocess`; sums of several shards add up).
+
+    Returns:
+        tuple[np.ndarray, int]: ``(1 + len(candidates), C)`` Dice sums and
+        the number of images.
+    """
+    candidates = [list(c) for c in candidates]
+    sums = np.zeros((1 + len(candidates), len(classes)))
+    num = 0
+    for pred, gt in pairs:
+        pred = np.asarray(pred)
+        if pred.shape[0] != len(classes) or pred.shape != np.shape(gt):
+            raise ValueError(
+                f'prediction and target should both be (C={len(classes)}, '
+                f'H, W), but got {pred.shape} and {np.shape(gt)}')
+        sums[0] += dice_per_class(pred, gt)
+        for i, op in enumerate(candidates, 1):
+            processed = np.stack([apply_op(m, op) for m in pred])
+            sums[i] += dice_per_class(processed, gt)
+        num += 1
+    return sums, num
+
+
+def choose_postprocess(
+        sums: np.ndarray,
+        num: int,
+        classes: Sequence[str],
+        candidates: Sequence[Sequence] = (('lcc', ), ('min_area', 64)),
+        min_gain: float = 0.0) -> Tuple[Dict[str, List], Dict]:
+    """The plan and report of :func:`select_postprocess` from the sums of
+    :func:`postprocess_dice_sums`."""
+    candidates = [list(c) for c in candidates]
+    names = ['none'] + [' '.join(map(str, c)) for c in candidates]
+    if num == 0:
+        raise ValueError('select_postprocess got no validation images')
+    means = np.asarray(sums, np.float64) / num
+    plan, report = {}, {}
+    for c, name in enumerate(classes):
+        report[name] = {n: float(means[i, c]) for i, n in enumerate(names)}
+        best = 1 + int(np.argmax(means[1:, c])) if candidates else 0
+        if candidates and means[best, c] > means[0, c] + min_gain:
+            plan[name] = candidates[best - 1]
+    return plan, report
+
+
 def select_postprocess(
         pairs: Iterable[Tuple[np.ndarray, np.ndarray]],
         classes: Sequence[str],
@@ -126,28 +177,5 @@ def select_postprocess(
         tuple[dict, dict]: The plan ``{class: op}`` and a report
         ``{class: {'none': dice, 'lcc': dice, ...}}`` of mean Dice values.
     """
-    candidates = [list(c) for c in candidates]
-    names = ['none'] + [' '.join(map(str, c)) for c in candidates]
-    sums = np.zeros((len(names), len(classes)))
-    num = 0
-    for pred, gt in pairs:
-        pred = np.asarray(pred)
-        if pred.shape[0] != len(classes) or pred.shape != np.shape(gt):
-            raise ValueError(
-                f'prediction and target should both be (C={len(classes)}, '
-                f'H, W), but got {pred.shape} and {np.shape(gt)}')
-        sums[0] += dice_per_class(pred, gt)
-        for i, op in enumerate(candidates, 1):
-            processed = np.stack([apply_op(m, op) for m in pred])
-            sums[i] += dice_per_class(processed, gt)
-        num += 1
-    if num == 0:
-        raise ValueError('select_postprocess got no validation images')
-    means = sums / num
-    plan, report = {}, {}
-    for c, name in enumerate(classes):
-        report[name] = {n: float(means[i, c]) for i, n in enumerate(names)}
-        best = 1 + int(np.argmax(means[1:, c])) if candidates else 0
-        if candidates and means[best, c] > means[0, c] + min_gain:
-            plan[name] = candidates[best - 1]
-    return plan, report
+    sums, num = postprocess_dice_sums(pairs, classes, candidates)
+    return choose_postprocess(sums, num, classes, candidates, min_gain)

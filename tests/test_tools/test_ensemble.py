@@ -544,3 +544,117 @@ def test_weights_and_thresholds_files(tmp_path):
     thr.write_text('{"thresholds": [0.1]}')
     with pytest.raises(ValueError, match='C=2'):
         load_thresholds(str(thr), 2)
+
+
+# ------------------------------------------------------------ multi-process
+def dist_run(tools, args, timeout=240):
+    """``bash tools/dist_ensemble.sh 2 ARGS`` (2 CPU processes, gloo)."""
+    env = tools.env(with_test_hooks=False, PYTHON=tools.python,
+                    PORT=tools.free_port())
+    return tools.run(['bash', 'tools/dist_ensemble.sh', '2', *args],
+                     env=env, timeout=timeout)
+
+
+def test_ddp_val_matches_single_process(setup, val_run, tools):
+    """2 processes: the same thresholds, plan and saved probabilities as the
+    single-process ``val_run`` (the images are sharded 000, 002 | 001)."""
+    out = osp.join(setup['root'], 'val_ddp')
+    probs = osp.join(setup['root'], 'probs_val_ddp')
+    proc = dist_run(tools, [
+        *member_args(setup), '--split', 'val', '--out-dir', out,
+        '--save-probs', probs, '--postprocess'
+    ])
+    assert proc.returncode == 0, tools.describe(proc)
+    assert proc.stdout.count('ensemble of 2 members') == 1  # rank 0 only
+    with open(osp.join(val_run['out'], 'thresholds.json')) as f:
+        single = json.load(f)
+    with open(osp.join(out, 'thresholds.json')) as f:
+        ddp = json.load(f)
+    assert ddp['num_images'] == 3 and ddp['classes'] == list(CLASSES)
+    assert ddp['thresholds'] == single['thresholds']
+    assert ddp['postprocess'] == single['postprocess']
+    assert ddp['dice'] == pytest.approx(single['dice'])  # summed in
+    for a, b in zip(ddp['search']['mean_dice'],  # another order
+                    single['search']['mean_dice']):
+        assert a == pytest.approx(b)
+    for name, report in single['postprocess_report'].items():
+        assert ddp['postprocess_report'][name] == pytest.approx(report)
+    for member in ('0_member_a', '1_member_b'):
+        for stem in SIZES:
+            np.testing.assert_array_equal(
+                load_probs(osp.join(probs, member, stem + '.npy')),
+                load_probs(osp.join(setup['root'], 'probs_val', member,
+                                    stem + '.npy')))
+    assert not [n for n in os.listdir(out) if n.startswith('.')]
+
+
+def test_ddp_test_writes_one_csv(setup, tool, tools, tmp_path):
+    """2 processes, model members: one hand-bone CSV and the masks, equal
+    to a single-process run; no per-rank or temporary file is left."""
+    single_csv = str(tmp_path / 'single.csv')
+    tool.main([
+        *member_args(setup), '--split', 'test', '--out-dir',
+        str(tmp_path / 'single'), '--submission', 'hand_bone', '--out',
+        single_csv
+    ])
+    ddp_dir = tmp_path / 'ddp'
+    proc = dist_run(tools, [
+        *member_args(setup), '--split', 'test', '--out-dir',
+        str(ddp_dir / 'masks'), '--submission', 'hand_bone', '--out',
+        str(ddp_dir / 'sub.csv')
+    ])
+    assert proc.returncode == 0, tools.describe(proc)
+    with open(single_csv) as f, open(ddp_dir / 'sub.csv') as g:
+        single, ddp = f.read(), g.read()
+    assert ddp == single and ddp.count('\n') == 1 + 3 * C
+    assert sorted(os.listdir(ddp_dir)) == ['masks', 'sub.csv']
+    for stem in SIZES:
+        np.testing.assert_array_equal(
+            read_masks(str(ddp_dir / 'masks' / f'{stem}.png')),
+            read_masks(str(tmp_path / 'single' / f'{stem}.png')))
+
+
+@pytest.fixture
+def binary_dirs(tmp_path):
+    """5 one-class images, two probability folders."""
+    rng = np.random.default_rng(3)
+    dirs = [str(tmp_path / 'p0'), str(tmp_path / 'p1')]
+    for i in range(5):
+        for d in dirs:
+            save_probs(osp.join(d, f'tile{i}.npy'),
+                       rng.random((1, 6, 5)) * (i % 3 != 2))
+    return dirs
+
+
+def test_ddp_building_csv_keeps_input_order(binary_dirs, tools, tmp_path):
+    """Building rows come back in input order although rank 0 predicts
+    tiles 0, 2, 4 and rank 1 tiles 1, 3; empty tiles are ``-1``."""
+    ensemble = Ensemble([ProbDirMember(d) for d in binary_dirs])
+    single = tmp_path / 'single.csv'
+    ensemble_test(ensemble, submission='building',
+                  submission_file=str(single), progress=False)
+    ddp = tmp_path / 'ddp.csv'
+    proc = dist_run(tools, ['--prob-dirs', *binary_dirs, '--submission',
+                            'building', '--out', str(ddp)])
+    assert proc.returncode == 0, tools.describe(proc)
+    rows = list(csv.reader(open(ddp)))
+    assert [r[0] for r in rows[1:]] == [f'tile{i}' for i in range(5)]
+    assert rows[3][1] == '-1'
+    assert ddp.read_text() == single.read_text()
+
+
+def test_ddp_error_on_one_rank_fails_every_rank(binary_dirs, tools,
+                                                tmp_path):
+    """A broken file in rank 1's shard: both ranks stop with the file named,
+    no CSV is written, nothing hangs."""
+    with open(osp.join(binary_dirs[1], 'tile3.npy'), 'wb') as f:
+        f.write(b'not a numpy file')
+    out = tmp_path / 'sub.csv'
+    proc = dist_run(tools, ['--prob-dirs', *binary_dirs, '--submission',
+                            'building', '--out', str(out)], timeout=120)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert 'tile3.npy' in text
+    assert 'rank 1 failed' in text  # what rank 0 reports
+    assert not out.exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]

@@ -371,3 +371,63 @@ def test_building_max_unsure_and_nothing_kept(building, tmp_path):
                            show_progress=False)
     with open(osp.join(out, 'manifest.json')) as f:
         assert json.load(f)['num_skipped'] == 3
+
+
+def _dist_run(tools, args):
+    """``bash tools/dist_pseudo_label.sh 2 ARGS`` (2 CPU processes, gloo)."""
+    env = tools.env(with_test_hooks=False, PYTHON=tools.python,
+                    PORT=tools.free_port())
+    proc = tools.run(['bash', 'tools/dist_pseudo_label.sh', '2', *args,
+                      '--no-progress'], env=env, timeout=180)
+    assert proc.returncode == 0, tools.describe(proc)
+    return proc
+
+
+def _without_root(manifest):
+    return {k: v for k, v in manifest.items() if k != 'dataset'}
+
+
+def test_ddp_hand_bone_matches_single_process(hand_bone, hand_bone_pseudo,
+                                              tools, tmp_path):
+    """2 processes (images sharded 0, 2 | 1, 3): the same labels, split
+    files and manifest as one process; rank 0 alone prints."""
+    single, single_manifest = hand_bone_pseudo
+    out = str(tmp_path / 'pseudo')
+    proc = _dist_run(tools, [
+        '--task', 'hand_bone', '--prob-dirs', *hand_bone['probs'],
+        '--images-dir', osp.join(hand_bone['root'], 'test', 'DCM'),
+        '--out-dir', out, '--pos', '0.9', '--neg', '0.1', '--max-unsure',
+        '0.3', '--num-folds', '2'
+    ])
+    assert proc.stdout.count('kept 3 of 4 images') == 1
+    with open(osp.join(out, 'manifest.json'), encoding='utf-8') as f:
+        manifest = json.load(f)
+    assert _without_root(manifest) == _without_root(single_manifest)
+    for name in ('all', 'fold0_train', 'fold1_train'):
+        with open(osp.join(out, 'splits', name + '.txt')) as f, \
+                open(osp.join(single, 'splits', name + '.txt')) as g:
+            assert f.read() == g.read()
+    for entry in manifest['kept']:
+        with open(osp.join(out, 'train', 'packed_labels', entry['rel']),
+                  'rb') as f, open(osp.join(single, 'train', 'packed_labels',
+                                            entry['rel']), 'rb') as g:
+            assert f.read() == g.read()
+
+
+def test_ddp_building_csv_matches_single_process(building, tools,
+                                                 tmp_path):
+    single = str(tmp_path / 'single')
+    make_pseudo_labels('building', building['probs'],
+                       osp.join(building['root'], 'test.csv'), single,
+                       max_unsure=0.5, show_progress=False)
+    out = str(tmp_path / 'ddp')
+    _dist_run(tools, [
+        '--task', 'building', '--prob-dirs', building['probs'],
+        '--images-dir', osp.join(building['root'], 'test.csv'),
+        '--out-dir', out, '--max-unsure', '0.5'
+    ])
+    with open(osp.join(out, 'train.csv')) as f, \
+            open(osp.join(single, 'train.csv')) as g:
+        assert f.read() == g.read()
+    assert sorted(os.listdir(osp.join(out, 'train_img'))) == sorted(
+        os.listdir(osp.join(single, 'train_img')))

@@ -21,7 +21,9 @@ Two subcommands:
   kept; ``--outside clear`` clears it) and write a packed PNG to
   ``OUT/{same relative path}``. Predictions without a carpal pixel are
   copied unchanged. Feed ``OUT`` to
-  ``tools/hand_bone_submission.py --pred-dir OUT``.
+  ``tools/hand_bone_submission.py --pred-dir OUT``. Multi-process:
+  ``bash tools/dist_tool.sh tools/roi_specialist.py N paste ...`` shards
+  the predictions over the processes (one GPU each).
 
 The specialist predicts either all 29 classes (the carpal rows are used)
 or only the 8 carpals, in ``HAND_BONE_CLASSES`` order.
@@ -62,6 +64,12 @@ from mmengine.utils import ProgressBar
 from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
                                                      list_hand_bone_images)
 from mmseg_ext.datasets.generators.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+                                     start_tool_distributed,
+                                     teardown_distributed)
+from mmseg_ext.utils.dist import (RankError, advance_progress,
+                                  is_main_process, shard, sum_over_ranks,
+                                  sync_errors)
 from mmseg_ext.utils.io import (atomic_path, dump_json_atomic,
                                 imwrite_atomic)
 from mmseg_ext.utils.multilabel import (pack_multilabel, read_packed_label,
@@ -211,10 +219,14 @@ def paste_predictions(pred_dir: str,
         device (str): Torch device. Defaults to ``'cpu'``.
         class_ids (Sequence[int]): ROI classes. Defaults to the carpals.
 
+    With a process group (``--launcher``) every rank takes its share of
+    the predictions (:func:`mmseg_ext.utils.dist.shard`), writes their
+    files, and all ranks return the complete, sorted lists.
+
     Returns:
         dict: ``pasted`` and ``unchanged`` (no ROI pixel) relative paths.
     """
-    from mmseg.apis import inference_model, init_model
+    from mmseg.apis import init_model
 
     preds = list_hand_bone_images(pred_dir) if osp.isdir(pred_dir) else []
     if not preds:
@@ -236,47 +248,65 @@ def paste_predictions(pred_dir: str,
     model.cfg.test_pipeline = [
         t for t in pipeline if t.get('type') not in ANNOTATION_LOADERS
     ]
-    pasted, unchanged = [], []
-    bar = ProgressBar(len(preds), file=sys.stdout)
-    for rel in preds:
-        img_path = images[osp.basename(rel)]
-        packed = read_packed_label(osp.join(pred_dir, rel), C)
-        masks = unpack_multilabel(packed, C) == 1
-        out_path = osp.join(out_dir, rel)
-        box = roi_from_masks(masks, class_ids, margin, min_size)
-        if box is None:
-            write_packed_label(out_path, pack_multilabel(masks))
-            unchanged.append(rel)
-            bar.update()
-            continue
-        img = cv2.imread(img_path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f'{img_path}: image cannot be read')
-        if img.shape[:2] != masks.shape[1:]:
-            raise ValueError(
-                f'{osp.join(pred_dir, rel)}: prediction of shape '
-                f'{masks.shape[1:]} should have the size {img.shape[:2]} of '
-                f'{img_path}')
-        crop = np.ascontiguousarray(crop_roi(img, box))
-        result = inference_model(model, crop)
-        roi = result.pred_sem_seg.data.cpu().numpy()
-        if roi.ndim != 3 or roi.shape[1:] != crop.shape[:2]:
-            raise ValueError(
-                f'the specialist should predict (C, h, w) = (C, '
-                f'{crop.shape[0]}, {crop.shape[1]}) masks at the crop size '
-                f'(MultiLabelEncoderDecoder), but got {tuple(roi.shape)}')
-        roi = roi[_specialist_rows(roi.shape[0], class_ids)] != 0
-        masks = paste_roi(masks, roi, box, class_ids, outside=outside)
+    pasted, unchanged, error = [], [], None
+    bar = ProgressBar(len(preds), file=sys.stdout) if is_main_process() \
+        else None
+    try:
+        for position in shard(len(preds)):
+            _paste_one(model, preds[position], pred_dir, images, out_dir,
+                       margin, min_size, outside, class_ids, pasted,
+                       unchanged)
+            advance_progress(bar, position, len(preds))
+    except Exception as err:  # noqa: B902 (raised on every rank)
+        error = err
+    if bar is not None:
+        bar.file.write('\n')
+    sync_errors(error)
+    return dict(pasted=sorted(sum_over_ranks(pasted)),
+                unchanged=sorted(sum_over_ranks(unchanged)))
+
+
+def _paste_one(model, rel, pred_dir, images, out_dir, margin, min_size,
+               outside, class_ids, pasted, unchanged) -> None:
+    """Paste the specialist into the prediction ``rel``; append ``rel`` to
+    ``pasted`` or ``unchanged``."""
+    from mmseg.apis import inference_model
+
+    img_path = images[osp.basename(rel)]
+    packed = read_packed_label(osp.join(pred_dir, rel), C)
+    masks = unpack_multilabel(packed, C) == 1
+    out_path = osp.join(out_dir, rel)
+    box = roi_from_masks(masks, class_ids, margin, min_size)
+    if box is None:
         write_packed_label(out_path, pack_multilabel(masks))
-        pasted.append(rel)
-        bar.update()
-    bar.file.write('\n')
-    return dict(pasted=pasted, unchanged=unchanged)
+        unchanged.append(rel)
+        return
+    img = cv2.imread(img_path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f'{img_path}: image cannot be read')
+    if img.shape[:2] != masks.shape[1:]:
+        raise ValueError(
+            f'{osp.join(pred_dir, rel)}: prediction of shape '
+            f'{masks.shape[1:]} should have the size {img.shape[:2]} of '
+            f'{img_path}')
+    crop = np.ascontiguousarray(crop_roi(img, box))
+    result = inference_model(model, crop)
+    roi = result.pred_sem_seg.data.cpu().numpy()
+    if roi.ndim != 3 or roi.shape[1:] != crop.shape[:2]:
+        raise ValueError(
+            f'the specialist should predict (C, h, w) = (C, '
+            f'{crop.shape[0]}, {crop.shape[1]}) masks at the crop size '
+            f'(MultiLabelEncoderDecoder), but got {tuple(roi.shape)}')
+    roi = roi[_specialist_rows(roi.shape[0], class_ids)] != 0
+    masks = paste_roi(masks, roi, box, class_ids, outside=outside)
+    write_packed_label(out_path, pack_multilabel(masks))
+    pasted.append(rel)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='ROI (carpal) specialist: crop dataset, paste back')
+    add_launcher_args(parser)  # paste only; before the command
     sub = parser.add_subparsers(dest='command', required=True)
     make = sub.add_parser('make-dataset',
                           help='crop a converted dataset around the carpals')
@@ -295,7 +325,9 @@ def parse_args(argv=None):
     paste.add_argument('--out-dir', required=True, help='output folder')
     paste.add_argument('--outside', choices=('keep', 'clear'),
                        default='keep', help='ROI classes outside the box')
-    paste.add_argument('--device', default='cpu')
+    paste.add_argument(
+        '--device', default=None, help="default: 'cpu'; with a launcher, "
+        "this process's GPU (or 'cpu' without CUDA)")
     for p in (make, paste):
         p.add_argument('--margin', type=_margin, default=0.1,
                        help='box margin: a fraction (0.1) or pixels (32)')
@@ -313,11 +345,23 @@ def main(argv=None):
               f"skipped {len(result['skipped'])} without carpals")
         if result['skipped']:
             print('skipped: ' + ', '.join(result['skipped'][:20]))
+        return
+    device = start_tool_distributed(args, 'tools/roi_specialist.py')
+    if args.device is None:
+        device = device if args.launcher != 'none' else 'cpu'
     else:
+        device = args.device
+    try:
         result = paste_predictions(args.pred_dir, args.config,
                                    args.checkpoint, args.img_dir,
                                    args.out_dir, args.margin, args.min_size,
-                                   args.outside, args.device)
+                                   args.outside, device)
+    except RankError as err:
+        abort_distributed()
+        sys.exit(f'tools/roi_specialist.py: error: {err}')
+    main_process = is_main_process()
+    teardown_distributed()
+    if main_process:
         print(f"pasted the specialist into {len(result['pasted'])} "
               f"prediction(s), {len(result['unchanged'])} without carpals "
               f'copied unchanged, into {args.out_dir}')

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import shutil
 
 import cv2
 import numpy as np
@@ -200,3 +201,30 @@ def test_roi_config():
     assert cfg.model.decode_head.head.num_classes == C
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512)
     assert cfg.test_pipeline[1].scale == (512, 512)
+
+
+def test_paste_two_processes_match_one(tools, hand_bone_root,
+                                       specialist_ckpt, tmp_path):
+    """``dist_tool.sh tools/roi_specialist.py 2 paste``: the predictions are
+    sharded over 2 CPU processes; the files equal a one-process run."""
+    tool = _load_tool(tools)
+    label_dir = osp.join(hand_bone_root, 'train', 'packed_labels')
+    pred_dir = str(tmp_path / 'general')
+    os.makedirs(pred_dir)
+    for path in sorted(glob.glob(osp.join(label_dir, '*', '*.png')))[:3]:
+        shutil.copy(path, pred_dir)  # flat, as --save-pred-dir writes
+    args = ['paste', pred_dir, osp.join(tools.config_dir, TINY),
+            specialist_ckpt, '--img-dir',
+            osp.join(hand_bone_root, 'train', 'DCM')]
+    tool.main(args + ['--out-dir', str(tmp_path / 'one')])
+    env = tools.env(PYTHON=tools.python, PORT=tools.free_port())
+    proc = tools.run(['bash', 'tools/dist_tool.sh', 'tools/roi_specialist.py',
+                      '2', *args, '--out-dir', str(tmp_path / 'two')],
+                     env=env, timeout=180)
+    assert proc.returncode == 0, tools.describe(proc)
+    assert proc.stdout.count('pasted the specialist into') == 1
+    names = sorted(os.listdir(tmp_path / 'one'))
+    assert len(names) == 3 and sorted(os.listdir(tmp_path / 'two')) == names
+    for name in names:
+        assert (tmp_path / 'one' / name).read_bytes() == \
+            (tmp_path / 'two' / name).read_bytes()

@@ -15,9 +15,17 @@ To save disk, ``--pool`` distinct maps are generated per member and
 hard-linked to make N files (the files are then in the page cache: the
 figures exclude cold disk reads).
 
+``--procs 1 2`` also runs the tool multi-process (``torchrun
+--standalone``, ``--launcher pytorch``; gloo on CPU, one thread per process)
+and prints its speed-up over one process: of the tool's own time (the
+slowest rank's, process-group set-up included) and of the wall time
+(interpreter start and imports included); the peak RSS is then the largest
+of the ranks'.
+
 Example::
 
     python benchmarks/bench_ensemble.py --images 10 50
+    python benchmarks/bench_ensemble.py --images 20 --procs 1 2
     python benchmarks/bench_ensemble.py --images 5 10 --size 1024 --split val
 """
 import argparse
@@ -49,6 +57,9 @@ def parse_args():
     parser.add_argument('--split', default='test', choices=('test', 'val'))
     parser.add_argument('--postprocess', action='store_true',
                         help='val: also select post-processing (2 passes)')
+    parser.add_argument('--procs', type=int, nargs='+', default=[1],
+                        help='process counts (> 1: torchrun, --launcher '
+                        'pytorch)')
     parser.add_argument('--work-dir', help='default: a temporary folder')
     parser.add_argument('--child', nargs=argparse.REMAINDER,
                         help=argparse.SUPPRESS)
@@ -131,7 +142,35 @@ def child(argv):
     peak_mib = peak_rss_mib()
     print('BENCH ' + json.dumps(
         dict(seconds=seconds, peak_rss_mib=peak_mib,
-             import_rss_mib=import_mib)))
+             import_rss_mib=import_mib)), flush=True)
+
+
+def run_child(argv, procs, n):
+    """Run the tool on ``procs`` processes; its figures as a dict."""
+    cmd = [sys.executable, osp.abspath(__file__), '--child', *argv]
+    if procs > 1:
+        cmd = [
+            sys.executable, '-m', 'torch.distributed.run', '--standalone',
+            f'--nproc_per_node={procs}', osp.abspath(__file__), '--child',
+            *argv, '--launcher', 'pytorch'
+        ]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                          env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f'N={n}, {procs} process(es) failed:\n'
+                 f'{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}')
+    lines = [x for x in proc.stdout.splitlines() if x.startswith('BENCH')]
+    ranks = [json.loads(x[len('BENCH '):]) for x in lines]
+    res = dict(
+        seconds=max(r['seconds'] for r in ranks),
+        peak_rss_mib=max(r['peak_rss_mib'] for r in ranks),
+        import_rss_mib=max(r['import_rss_mib'] for r in ranks),
+        wall_s=wall, images=n, procs=procs)
+    res['images_per_s'] = n / res['seconds']
+    return res
 
 
 def main():
@@ -165,21 +204,24 @@ def main():
         else:
             argv += ['--submission', 'hand_bone', '--out',
                      osp.join(run, 'submission.csv')]
-        proc = subprocess.run(
-            [sys.executable, osp.abspath(__file__), '--child', *argv],
-            capture_output=True, text=True, cwd=REPO)
-        if proc.returncode != 0:
-            sys.exit(f'N={n} failed:\n{proc.stdout[-2000:]}\n'
-                     f'{proc.stderr[-3000:]}')
-        line = [x for x in proc.stdout.splitlines() if x.startswith('BENCH')]
-        res = json.loads(line[-1][len('BENCH '):])
-        res.update(images=n, images_per_s=n / res['seconds'])
-        results.append(res)
-        print(f'N={n:4d}: {res["seconds"]:7.1f} s, '
-              f'{res["images_per_s"]:.3f} images/s, peak RSS '
-              f'{res["peak_rss_mib"]:.0f} MiB (after imports: '
-              f'{res["import_rss_mib"]:.0f} MiB)', flush=True)
+        for procs in args.procs:
+            res = run_child(argv, procs, n)
+            results.append(res)
+            print(f'N={n:4d}, {procs} process(es): {res["seconds"]:7.1f} s, '
+                  f'{res["images_per_s"]:.3f} images/s, wall '
+                  f'{res["wall_s"]:.1f} s, peak RSS '
+                  f'{res["peak_rss_mib"]:.0f} MiB (after imports: '
+                  f'{res["import_rss_mib"]:.0f} MiB)', flush=True)
+            if procs != args.procs[0]:
+                base = next(r for r in results if r['images'] == n
+                            and r['procs'] == args.procs[0])
+                print(f'        {procs} vs {args.procs[0]} process(es): '
+                      f'{base["seconds"] / res["seconds"]:.2f}x speed-up of '
+                      'the tool (process group set-up included), '
+                      f'{base["wall_s"] / res["wall_s"]:.2f}x of the wall '
+                      'time (imports included)', flush=True)
         shutil.rmtree(run, ignore_errors=True)
+    results = [r for r in results if r['procs'] == args.procs[0]]
     if len(results) > 1:
         rss = [r['peak_rss_mib'] for r in results]
         print(f'peak RSS from N={results[0]["images"]} to '

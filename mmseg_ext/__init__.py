@@ -62,7 +62,8 @@ def check_dependency_versions(ranges: dict = DEPENDENCY_RANGES) -> None:
 
 check_dependency_versions()
 
-from . import apis, datasets, engine, evaluation, models, utils  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
+from . import utils, visualization  # noqa: E402,F401
 from .engine.compat import apply_compat_patches  # noqa: E402
 
 apply_compat_patches()

@@ -9,7 +9,7 @@
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py',
     '../_base_/datasets/building.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/multilabel_runtime.py',
     '../_base_/schedules/building_adam-step_20k.py',
 ]
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)

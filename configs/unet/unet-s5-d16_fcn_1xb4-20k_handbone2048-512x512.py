@@ -6,7 +6,7 @@
 _base_ = [
     '../_base_/models/fcn_unet_s5-d16_multilabel.py',
     '../_base_/datasets/hand_bone2048_512x512.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/multilabel_runtime.py',
     '../_base_/schedules/hand_bone_adamw-cosine_20k.py',
 ]
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)

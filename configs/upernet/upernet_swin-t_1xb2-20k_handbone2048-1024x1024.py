@@ -6,7 +6,7 @@
 _base_ = [
     '../_base_/models/upernet_swin-t_multilabel.py',
     '../_base_/datasets/hand_bone2048_1024x1024.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/multilabel_runtime.py',
     '../_base_/schedules/hand_bone_adamw-cosine_20k.py',
 ]
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)

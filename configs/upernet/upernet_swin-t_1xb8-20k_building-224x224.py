@@ -5,7 +5,7 @@
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
     '../_base_/datasets/building.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/multilabel_runtime.py',
     '../_base_/schedules/building_adamw-cosine_20k.py',
 ]
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)

@@ -126,6 +126,7 @@ def test_config_trains_validates_and_submits(path, building_root, tmp_path):
     assert cfg.custom_imports == dict(
         imports=['mmseg_ext'], allow_failed_imports=False)
     assert cfg.model.type == 'MultiLabelEncoderDecoder'
+    assert cfg.visualizer.type == 'MultiLabelSegLocalVisualizer'
     assert cfg.model.decode_head.num_classes if 'num_classes' in \
         cfg.model.decode_head else cfg.model.decode_head.head.num_classes == 1
     assert set(cfg.model.test_cfg) >= {'threshold', 'min_area'}

@@ -49,6 +49,8 @@ def test_config_builds_and_steps(path, toy_data_root):
     cfg = Config.fromfile(path)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     assert cfg.custom_imports['imports'] == ['mmseg_ext']
+    # softmax demos keep MMSeg's runtime and visualizer
+    assert cfg.visualizer.type == 'SegLocalVisualizer'
     model = MODELS.build(_no_pretrained(cfg.model))
     for hook in cfg.get('custom_hooks', []):
         HOOKS.build(hook)

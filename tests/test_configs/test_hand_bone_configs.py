@@ -111,6 +111,8 @@ def test_config_fields(path):
     crop = (int(match['h']), int(match['w']))
     assert cfg.custom_imports['imports'] == ['mmseg_ext']
     assert cfg.default_scope == 'mmseg'
+    # configs/_base_/multilabel_runtime.py: draws (C, H, W) masks
+    assert cfg.visualizer.type == 'MultiLabelSegLocalVisualizer'
     model = cfg.model
     assert model.type == 'MultiLabelEncoderDecoder'
     assert model.data_preprocessor.type == 'MultiLabelSegDataPreProcessor'

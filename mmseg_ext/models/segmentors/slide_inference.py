@@ -140,6 +140,9 @@ def blended_slide_inference(crop_fn: Callable[[Tensor, List[dict]], Tensor],
     batch_size, _, h_img, w_img = inputs.shape
     preds = inputs.new_zeros((batch_size, out_channels, h_img, w_img))
     weight_sum = inputs.new_zeros((1, 1, h_img, w_img))
+    # Importance maps on the device, once per window shape and call: a
+    # host-to-device copy per window would stall the GPU queue each time.
+    maps = {}
     for y1, y2, x1, x2 in slide_windows((h_img, w_img), crop_size, stride):
         crop_img = inputs[:, :, y1:y2, x1:x2]
         batch_img_metas[0]['img_shape'] = crop_img.shape[2:]
@@ -148,8 +151,11 @@ def blended_slide_inference(crop_fn: Callable[[Tensor, List[dict]], Tensor],
             preds[:, :, y1:y2, x1:x2] += crop_pred
             weight_sum[:, :, y1:y2, x1:x2] += 1
         else:
-            weights = gaussian_importance_map(
-                (y2 - y1, x2 - x1), sigma_scale, inputs.device, preds.dtype)
+            shape = (y2 - y1, x2 - x1)
+            if shape not in maps:
+                maps[shape] = gaussian_importance_map(
+                    shape, sigma_scale, inputs.device, preds.dtype)
+            weights = maps[shape]
             # fused multiply-add in place: no temporary window-sized tensor
             preds[:, :, y1:y2, x1:x2].addcmul_(crop_pred, weights)
             weight_sum[:, :, y1:y2, x1:x2] += weights

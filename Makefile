@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/bench_hand_bone_pipeline.py
 	$(PY) benchmarks/bench_slide_blend.py
 	$(PY) benchmarks/bench_ensemble.py --images 10 50
+	$(PY) benchmarks/bench_optim_step.py
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_WORK)

@@ -8,8 +8,10 @@
 # Validation every 1,000 iterations; the best `building/score` (the
 # competition Dice) is kept, and training stops after 5 validations without
 # an improvement of 0.001 (mmengine's EarlyStoppingHook).
+# MergedGroupsOptimWrapperConstructor: see hand_bone_adamw-cosine_20k.py.
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999),
                    weight_decay=1e-3),
     clip_grad=None)

@@ -1,7 +1,14 @@
 # AdamW with a linear warm-up and a cosine decay over 20k iterations; saves
 # the checkpoint with the best validation mDice.
+# With a `paramwise_cfg` (set by the model configs) mmengine's default
+# constructor makes one param group per parameter;
+# MergedGroupsOptimWrapperConstructor merges the groups with equal options:
+# the same updates, far fewer optimizer kernel launches. A checkpoint saved
+# with the default constructor resumes with `--cfg-options
+# optim_wrapper.constructor=DefaultOptimWrapperConstructor`.
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=0.01),
     clip_grad=None)

@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 DEMO_CFG ?= configs/segformer/segformer_mit-b0_1xb8-1k_synthimb-128x128.py
 DEMO_DATA ?= data/synthetic_imbalance
 DEMO_WORK ?= work_dirs/demo
+# Two pytest-xdist workers (one per CI core, whole files per worker) where
+# xdist is installed; CI adds --durations=25.
 PYTEST_ARGS ?=
+PYTEST_XDIST ?= $(shell $(PY) -c 'import xdist' 2>/dev/null && echo '-n 2 --dist loadfile')
 
 .PHONY: setup demo test bench clean-demo
 
@@ -23,7 +26,7 @@ demo: setup
 		--cfg-options test_dataloader.dataset.data_root=$(DEMO_DATA)
 
 test: setup
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_class_weight_counting.py

@@ -7,11 +7,19 @@ torch first, then mmcv with its compiled ops (``tools/setup_env.sh`` does
 both, from a wheelhouse given in ``PIP_FIND_LINKS`` or from source), then
 this package.
 """
+import os
 import os.path as osp
+import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
+# Shipped in the package, as OpenMMLab packages do, for `mmseg_ext::cfg.py`
+# in `_base_` and `python -m mmseg_ext.tools.<tool>`: mmseg_ext/.mim/configs
+# and .mim/tools are symlinks to these folders in the repository (an
+# editable install reads them there); a wheel gets real copies.
+MIM_TREES = ('configs', 'tools')
 
 
 def _read_version_module() -> dict:
@@ -53,8 +61,43 @@ extras_require = {
     # the numpy code path is used.
     'fast': ['numba>=0.59'],
     # The tests cover both RLE paths.
-    'tests': ['pytest>=7', 'pytest-timeout', 'numba>=0.59'],
+    'tests': [
+        'pytest>=7', 'pytest-timeout', 'pytest-xdist>=3', 'hypothesis>=6',
+        'numba>=0.59'
+    ],
 }
+
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that copies ``configs/`` and ``tools/`` into the built
+    ``mmseg_ext/.mim/``.
+
+    mmseg's ``setup.py`` (``add_mim_extension``) writes the copies into the
+    source tree, replacing its links; here the checkout is never touched and
+    the wheel holds plain files whether or not git checked the links out as
+    links (``core.symlinks=false``). Editable installs read the links.
+    """
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        mim_dir = osp.join(self.build_lib, 'mmseg_ext', '.mim')
+        for name in MIM_TREES:
+            src, dst = osp.join(HERE, name), osp.join(mim_dir, name)
+            if not osp.isdir(src):
+                raise FileNotFoundError(
+                    f'{src} should exist to be shipped in mmseg_ext/.mim/; '
+                    'build from a full checkout or sdist')
+            if osp.islink(dst) or osp.isfile(dst):
+                os.remove(dst)
+            elif osp.isdir(dst):
+                shutil.rmtree(dst)  # a stale copy of an earlier build
+            shutil.copytree(
+                src, dst,
+                ignore=shutil.ignore_patterns('__pycache__', '*.py[co]'))
+
 
 with open(osp.join(HERE, 'README.md'), encoding='utf-8') as f:
     long_description = f.read()
@@ -67,6 +110,10 @@ setup(
     long_description=long_description,
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmseg_ext', 'mmseg_ext.*']),
+    # model-index.yml, and configs/tools through the links (the copy step
+    # of BuildPyWithMim makes the wheel independent of them).
+    package_data={'mmseg_ext': ['.mim/**/*']},
+    cmdclass={'build_py': BuildPyWithMim},
     python_requires='>=3.8',
     install_requires=install_requires,
     extras_require=extras_require,

@@ -3,7 +3,7 @@
 
 - naive: each label through mmseg's ``LoadAnnotations`` transform, then
   ``np.bincount`` of the labels ``< C``, one process;
-- ours: :func:`mmseg_ext.engine.hooks.count_dataset_pixels` with
+- ours: :func:`mmseg_ext.datasets.pixel_counters.count_dataset_pixels` with
   ``LabelMapPixelCounter`` (OpenCV decode, 256-bin histogram, lookup table)
   in ``--num-workers`` processes;
 - cached: the same call again with the count cache (fingerprint only).
@@ -35,7 +35,7 @@ import cv2
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 
-from mmseg_ext.engine.hooks.pixel_counters import count_dataset_pixels
+from mmseg_ext.datasets.pixel_counters import count_dataset_pixels
 from mmseg_ext.utils.io import imwrite_atomic
 
 CLASSES = ('background', 'building', 'road', 'water', 'tree', 'car')

@@ -63,9 +63,11 @@ def check_dependency_versions(ranges: dict = DEPENDENCY_RANGES) -> None:
 check_dependency_versions()
 
 from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
-from . import utils, visualization  # noqa: E402,F401
+from . import tasks, utils, visualization  # noqa: E402,F401
+from ._mim import register_config_scope  # noqa: E402
 from .engine.compat import apply_compat_patches  # noqa: E402
 
 apply_compat_patches()
+register_config_scope()  # `mmseg_ext::` in configs
 
 __all__ = ['__version__', 'check_dependency_versions']

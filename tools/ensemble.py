@@ -28,7 +28,13 @@ post-processing plan (nnU-Net rule), writing ``OUT_DIR/thresholds.json`` and
 ``--split test`` applies ``--thresholds`` (a number or thresholds.json with
 its plan) and writes ``OUT_DIR/{stem}.png`` (packed multi-label PNG; 0/255
 PNG for one class; class-index PNG for softmax members) and/or the
-submission CSV (``--submission hand_bone|building --out FILE``).
+submission CSV of the task (``--submission hand_bone|building --out FILE``,
+or ``--out FILE`` alone: the task of ``--task`` or of the first member
+config's dataset).
+
+The task (class names, ground-truth format, submission layout) comes from
+the first ``--member`` config's dataset, or ``--task NAME`` (any registered
+task adapter, see mmseg_ext/tasks).
 
 One image at a time (peak memory does not grow with the number of images).
 Multi-process: ``bash tools/dist_ensemble.sh GPUS [ensemble.py args]`` (or
@@ -71,13 +77,13 @@ except ImportError as e:
 
 from mmengine.config import DictAction
 
-from mmseg_ext.apis.ensemble import (DECISIONS, SUBMISSIONS, Ensemble,
-                                     ModelMember, ProbDirMember,
-                                     ensemble_test, ensemble_val,
-                                     load_scores, load_weights)
+from mmseg_ext.apis.ensemble import (DECISIONS, Ensemble, ModelMember,
+                                     ProbDirMember, ensemble_test,
+                                     ensemble_val, load_scores, load_weights)
 from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
+from mmseg_ext.tasks import task_names
 from mmseg_ext.utils.dist import RankError, is_main_process
 from mmseg_ext.utils.ensemble import STRATEGIES
 
@@ -152,7 +158,13 @@ def parse_args(argv=None):
         '--classes',
         nargs='+',
         help='class names (default: from the '
-        "first model member's dataset, the scores JSONs, or indices)")
+        "first model member's dataset, the scores JSONs, the task, or "
+        'indices)')
+    merge.add_argument(
+        '--task',
+        choices=task_names(),
+        help="the task (default: that of the first model member's "
+        'dataset): class names, ground-truth format, submission CSV')
 
     split = parser.add_argument_group('split and outputs')
     split.add_argument('--split', choices=('val', 'test'), default='test')
@@ -164,7 +176,9 @@ def parse_args(argv=None):
         '--gt-dir',
         help='val with only --prob-dirs: ground truth {stem}{gt-suffix}')
     split.add_argument(
-        '--gt-format', choices=('packed', 'label'), default='packed')
+        '--gt-format',
+        choices=('packed', 'label'),
+        help="ground truth of --gt-dir (default: the task's, else packed)")
     split.add_argument('--gt-suffix', default='.png')
     split.add_argument(
         '--search-thresholds',
@@ -189,7 +203,11 @@ def parse_args(argv=None):
         '--no-postprocess',
         action='store_true',
         help="test: ignore the thresholds.json's post-processing plan")
-    split.add_argument('--submission', choices=SUBMISSIONS)
+    split.add_argument(
+        '--submission',
+        choices=task_names(),
+        help='the task whose submission CSV --out gets (default: --task or '
+        "the first member's)")
     split.add_argument('--out', help='the submission CSV')
     split.add_argument(
         '--class-index',
@@ -259,7 +277,8 @@ def build_ensemble(args, device: str = 'cpu') -> Ensemble:
         gt_suffix=args.gt_suffix,
         classes=classes,
         save_probs_dir=args.save_probs,
-        img_suffix=args.img_suffix)
+        img_suffix=args.img_suffix,
+        task=args.task)
 
 
 def main(argv=None):
@@ -284,28 +303,40 @@ def main(argv=None):
             f'{len(ensemble)} images ({args.split})',
             flush=True)
         if args.split == 'val':
-            candidates = args.search_thresholds
+            candidates, k_candidates = args.search_thresholds, None
             if candidates is not None and args.strategy == 'hard':
-                e = len(ensemble.members)
-                candidates = [(k - 0.5) / e for k in candidates]
+                bad = [k for k in candidates if k != int(k)]
+                if bad:
+                    raise ValueError('--search-thresholds of the hard '
+                                     'strategy are votes needed k (ints), '
+                                     f'but got {bad}')
+                candidates, k_candidates = None, [int(k) for k in candidates]
             result = ensemble_val(
                 ensemble,
                 args.out_dir,
                 candidates=candidates,
                 postprocess=args.postprocess,
-                pp_candidates=pp_candidates)
+                pp_candidates=pp_candidates,
+                k_candidates=k_candidates)
             name = 'val_scores.json' if ensemble.decision == 'argmax' \
                 else 'thresholds.json'
             say(f'\nmDice {result["mDice"]:.4f} over '
                 f'{result["num_images"]} images; wrote '
                 f'{osp.join(args.out_dir, name)}')
         else:
+            submission = args.submission
+            if submission is None and args.out:
+                if ensemble.task is None:
+                    raise ValueError('--out needs the task of the submission:'
+                                     f' --submission {"|".join(task_names())}'
+                                     ' (or --task)')
+                submission = ensemble.task
             result = ensemble_test(
                 ensemble,
                 out_dir=args.out_dir,
                 thresholds=args.thresholds,
                 use_postprocess=not args.no_postprocess,
-                submission=args.submission,
+                submission=submission,
                 submission_file=args.out,
                 class_index=args.class_index)
             outputs = [p for p in (args.out_dir, args.out) if p]

@@ -47,12 +47,13 @@ from mmengine.utils import ProgressBar
 
 from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
                                                      list_hand_bone_images)
-from mmseg_ext.datasets.generators.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.datasets.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.datasets.transforms.annotation_loaders import \
+    drop_annotation_loading
 from mmseg_ext.evaluation.metrics.hand_bone_submission import (
-    encode_multilabel_masks, write_submission_csv)
+    encode_multilabel_masks, write_hand_bone_csv)
+from mmseg_ext.tasks import task_from_dataset
 from mmseg_ext.utils.multilabel import read_packed_label, unpack_multilabel
-
-ANNOTATION_LOADERS = ('LoadMultiLabelAnnotations', 'LoadAnnotations')
 
 
 def parse_args(argv=None):
@@ -164,12 +165,7 @@ def submission_from_pred_dir(pred_dir: str,
         records.append((name, encode_multilabel_masks(masks)))
         bar.update()
     bar.file.write('\n')
-    return write_submission_csv(out, records, classes)
-
-
-def _drop_annotation_loading(pipeline):
-    kept = [t for t in pipeline if t.get('type') not in ANNOTATION_LOADERS]
-    return kept, len(pipeline) - len(kept)
+    return write_hand_bone_csv(out, records, classes)
 
 
 def run_model(args) -> None:
@@ -191,11 +187,17 @@ def run_model(args) -> None:
     cfg.load_from = args.checkpoint
 
     dataset = cfg.test_dataloader.dataset
-    if dataset.get('type') == 'HandBoneDataset' or 'split' in dataset:
-        dataset.split = 'test'
+    # The task's arguments that select the test images (hand bone:
+    # split='test'); else a `split` argument is set to 'test'.
+    task = task_from_dataset(dataset)
+    split_args = task.test_split_args() if task is not None and \
+        dataset.get('type') in task.dataset_types else {}
+    if not split_args and 'split' in dataset:
+        split_args = dict(split='test')
+    dataset.update(split_args)
     if args.data_root is not None:
         dataset.data_root = args.data_root
-    dataset.pipeline, dropped = _drop_annotation_loading(
+    dataset.pipeline, dropped = drop_annotation_loading(
         dataset.get('pipeline', []))
     if dropped:
         print('test images have no labels: dropped annotation loading from '

@@ -46,10 +46,11 @@ except ImportError as e:
     import mmseg_ext  # noqa: F401
 
 from mmseg_ext.apis.ensemble import load_weights
-from mmseg_ext.apis.pseudo_label import TASKS, make_pseudo_labels
+from mmseg_ext.apis.pseudo_label import make_pseudo_labels
 from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
+from mmseg_ext.tasks import task_names
 from mmseg_ext.utils.dist import RankError, is_main_process
 
 
@@ -58,7 +59,11 @@ def parse_args(argv=None):
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('--task', choices=TASKS, required=True)
+    parser.add_argument(
+        '--task',
+        choices=task_names(),
+        required=True,
+        help='the task adapter (mmseg_ext/tasks) that writes the dataset')
     parser.add_argument(
         '--prob-dirs',
         nargs='+',

@@ -63,7 +63,9 @@ from mmengine.utils import ProgressBar
 
 from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
                                                      list_hand_bone_images)
-from mmseg_ext.datasets.generators.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.datasets.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.datasets.transforms.annotation_loaders import \
+    drop_annotation_loading
 from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
@@ -78,7 +80,6 @@ from mmseg_ext.utils.roi import (CARPAL_CLASS_IDS, crop_roi, jitter_box,
                                  paste_roi, roi_from_masks)
 
 C = len(HAND_BONE_CLASSES)
-ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadMultiLabelAnnotations')
 
 
 def _margin(text: str):
@@ -245,9 +246,7 @@ def paste_predictions(pred_dir: str,
     # label: no annotation loading
     pipeline = model.cfg.get('test_pipeline', None) or \
         model.cfg.test_dataloader.dataset.pipeline
-    model.cfg.test_pipeline = [
-        t for t in pipeline if t.get('type') not in ANNOTATION_LOADERS
-    ]
+    model.cfg.test_pipeline = drop_annotation_loading(pipeline)[0]
     pasted, unchanged, error = [], [], None
     bar = ProgressBar(len(preds), file=sys.stdout) if is_main_process() \
         else None

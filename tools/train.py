@@ -1,10 +1,14 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Train a segmentor: MMSeg 1.2.2's ``tools/train.py`` plus mmseg_ext.
 
-Same command line as MMSeg's. Additionally it imports ``mmseg_ext`` (so
-configs need no ``custom_imports`` and torch>=2.6 ``--resume`` works), runs
-multi-process on CPU with ``gloo`` when there is no CUDA device, and stops
-early with a clear message when ``--amp`` is asked for without CUDA.
+Same command line as MMSeg's. Additionally it imports ``mmseg_ext`` before
+the config is parsed (so configs need no ``custom_imports``,
+``_base_ = ['mmseg_ext::...']`` resolves and torch>=2.6 ``--resume``
+works), runs multi-process on CPU with ``gloo`` when there is no CUDA
+device, and stops early with a clear message when ``--amp`` is asked for
+without CUDA. From an installed package: ``python -m mmseg_ext.tools.train
+CONFIG ...``; multi-process: ``tools/dist_train.sh`` (torchrun) or
+``tools/slurm_train.sh`` (``--launcher slurm``).
 """
 import argparse
 import os

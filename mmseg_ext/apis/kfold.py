@@ -11,27 +11,32 @@ Layout under ``{work_root}/{name}`` (``name``: the config's file name without
     members.txt                    # "CONFIG CHECKPOINT" per fold
 
 The fold is set on every dataset dict of ``train_dataloader``,
-``val_dataloader`` and ``test_dataloader`` whose type has a ``fold``
-argument (:data:`FOLD_DATASETS`; wrappers with ``dataset``/``datasets``
-are followed). ``BuildingRLEDataset`` also gets ``num_folds``.
-``HandBoneDataset``'s folds come from the converter's split files, so the
-dataset must have been converted with ``--num-folds`` at least ``K``.
+``val_dataloader`` and ``test_dataloader`` whose type belongs to a task
+adapter (:mod:`mmseg_ext.tasks`; :data:`FOLD_DATASETS` lists them;
+wrappers with ``dataset``/``datasets`` are followed); the task says which
+fold arguments it takes (``fold_keys``: ``BuildingRLEDataset`` also gets
+``num_folds``). ``HandBoneDataset``'s folds come from the converter's split
+files, so the dataset must have been converted with ``--num-folds`` at
+least ``K``.
 """
 import copy
 import csv
 import glob
-import json
 import os
 import os.path as osp
 import re
+import site
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.config import Config
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from mmseg_ext.evaluation.metrics.per_class_json import read_per_class_json
 from mmseg_ext.utils.io import atomic_path, dump_json_atomic
 
 __all__ = [
@@ -40,15 +45,44 @@ __all__ = [
     'find_checkpoint', 'train_folds', 'collect_kfold', 'ensemble_command'
 ]
 
+
+class _FoldDatasets(Mapping):
+    """``{dataset type: takes num_folds}`` of the registered task adapters,
+    read when asked (a task registered later is included)."""
+
+    def _table(self) -> Dict[str, bool]:
+        from mmseg_ext.tasks import task_classes
+        return {
+            ds_type: 'num_folds' in cls.fold_keys
+            for cls in task_classes().values()
+            for ds_type in cls.dataset_types if 'fold' in cls.fold_keys
+        }
+
+    def __getitem__(self, key):
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+
 #: Dataset types with a ``fold`` argument, and whether they take
-#: ``num_folds`` too.
-FOLD_DATASETS = {'HandBoneDataset': False, 'BuildingRLEDataset': True}
+#: ``num_folds`` too (from the task adapters' ``fold_keys``).
+FOLD_DATASETS = _FoldDatasets()
 #: Metrics with a ``per_class_json`` argument.
 PER_CLASS_JSON_METRICS = ('MultiLabelDiceMetric', 'PerClassIoUMetric')
 OOF_JSON = 'oof_per_class.json'
 DONE_JSON = 'kfold_done.json'
 _FOLD_RE = re.compile(r'^fold(\d+)$')
-_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: The folder the running ``mmseg_ext`` is imported from (site-packages, a
+#: ``pip install --target`` folder, a checkout): fold processes import the
+#: same package (see :func:`_fold_env`).
+_PACKAGE_PARENT = osp.dirname(
+    osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: How a fold is trained: ``tools/train.py`` of the installed package.
+TRAIN_MODULE = 'mmseg_ext.tools.train'
 
 
 def _check_folds(fold: int, num_folds: int) -> None:
@@ -75,16 +109,17 @@ def set_fold(dataset_cfg: dict, fold: int, num_folds: int) -> int:
     Returns:
         int: How many dataset configs got the fold (0 if none has one).
     """
+    from mmseg_ext.tasks import task_classes
     _check_folds(fold, num_folds)
     if not isinstance(dataset_cfg, dict):
         return 0
     count = 0
     ds_type = dataset_cfg.get('type')
-    if ds_type in FOLD_DATASETS:
-        dataset_cfg['fold'] = fold
-        if FOLD_DATASETS[ds_type]:
-            dataset_cfg['num_folds'] = num_folds
-        count += 1
+    for cls in task_classes().values():
+        if ds_type in cls.dataset_types and cls.fold_keys:
+            cls().set_fold(dataset_cfg, fold, num_folds)
+            count += 1
+            break
     if isinstance(dataset_cfg.get('dataset'), dict):
         count += set_fold(dataset_cfg['dataset'], fold, num_folds)
     for sub in dataset_cfg.get('datasets', None) or []:
@@ -209,8 +244,9 @@ def find_checkpoint(work_dir: str, which: str = 'best') -> Optional[str]:
         work_dir (str): A training work dir.
         which (str): ``'best'`` (``best_*.pth`` of ``CheckpointHook``'s
             ``save_best``; the last checkpoint if there is none) or
-            ``'last'`` (mmengine's ``last_checkpoint`` record, else the
-            highest ``iter_*``/``epoch_*``). Defaults to ``'best'``.
+            ``'last'`` (mmengine's ``find_latest_checkpoint``, the record
+            ``--resume`` reads; else the highest ``iter_*``/``epoch_*``).
+            Defaults to ``'best'``.
 
     Returns:
         str or None: The checkpoint path, None if there is none.
@@ -222,14 +258,15 @@ def find_checkpoint(work_dir: str, which: str = 'best') -> Optional[str]:
         best = glob.glob(osp.join(work_dir, 'best_*.pth'))
         if best:
             return max(best, key=osp.getmtime)
-    record = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(record):
-        with open(record, encoding='utf-8') as f:
-            path = f.read().strip()
+    # mmengine logs "Did not find last_checkpoint to be resumed." when the
+    # record is missing: only ask when there is one.
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        path = find_latest_checkpoint(work_dir)
         if path and not osp.isabs(path):
             path = osp.join(work_dir, path)
         if path and osp.isfile(path):
             return path
+    # No record, or one naming a deleted file: the highest number.
 
     def number(p):
         m = re.search(r'(\d+)\.pth$', p)
@@ -240,6 +277,23 @@ def find_checkpoint(work_dir: str, which: str = 'best') -> Optional[str]:
     return max(ckpts, key=number) if ckpts else None
 
 
+def _fold_env() -> Dict[str, str]:
+    """The environment of a fold process: this one's, and ``mmseg_ext``
+    importable from where this process imports it.
+
+    ``_PACKAGE_PARENT`` is appended to ``PYTHONPATH`` (after the user's
+    entries, so nothing they put first is shadowed) unless it is a
+    site-packages folder, which every child has anyway: a package imported
+    from a ``--target`` folder or an uninstalled checkout stays importable.
+    """
+    env = dict(os.environ)
+    entries = [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]
+    site_dirs = set(site.getsitepackages() + [site.getusersitepackages()])
+    if _PACKAGE_PARENT not in entries and _PACKAGE_PARENT not in site_dirs:
+        env['PYTHONPATH'] = os.pathsep.join(entries + [_PACKAGE_PARENT])
+    return env
+
+
 def train_folds(out_dir: str,
                 resume: bool = False,
                 train_args: Sequence[str] = (),
@@ -247,11 +301,13 @@ def train_folds(out_dir: str,
                 folds: Optional[Sequence[int]] = None) -> List[int]:
     """Train the folds of ``out_dir`` in turn, one subprocess each.
 
-    Each fold runs ``python tools/train.py fold{k}/config.py --work-dir
-    fold{k}`` in a fresh process (no state leaks between folds); a fold
-    that exits with status 0 gets ``fold{k}/kfold_done.json``. With
+    Each fold runs ``python -m mmseg_ext.tools.train fold{k}/config.py
+    --work-dir fold{k}`` (the package's ``tools/train.py``, also from a
+    non-editable install) in a fresh child process (no state leaks between
+    folds), with the interpreter and the ``mmseg_ext`` of this process; a
+    fold that exits with status 0 gets ``fold{k}/kfold_done.json``. With
     ``resume``, finished folds are skipped and an unfinished fold with a
-    checkpoint continues with ``tools/train.py --resume``.
+    checkpoint continues with ``--resume``.
 
     Args:
         out_dir (str): Root written by :func:`write_kfold_configs`.
@@ -259,8 +315,9 @@ def train_folds(out_dir: str,
             Defaults to False.
         train_args (Sequence[str]): Extra ``tools/train.py`` arguments
             (e.g. ``['--amp']``). Defaults to ().
-        train_script (str, optional): Defaults to this checkout's
-            ``tools/train.py``.
+        train_script (str, optional): A training script to run instead
+            (``python SCRIPT CONFIG --work-dir DIR ...``). Defaults to None
+            (``python -m mmseg_ext.tools.train``).
         folds (Sequence[int], optional): Only these folds. Defaults to all.
 
     Returns:
@@ -271,7 +328,7 @@ def train_folds(out_dir: str,
         RuntimeError: if a fold's training fails (the later folds are not
             started; rerun with ``resume``).
     """
-    script = train_script or osp.join(_REPO_ROOT, 'tools', 'train.py')
+    train = [train_script] if train_script else ['-m', TRAIN_MODULE]
     dirs = fold_dirs(out_dir)
     if folds is not None:
         dirs = [(k, d) for k, d in dirs if k in set(folds)]
@@ -279,9 +336,7 @@ def train_folds(out_dir: str,
     if not dirs:
         raise FileNotFoundError(f'no fold*/config.py under {out_dir}; write '
                                 'the fold configs first')
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [_REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    env = _fold_env()
     trained = []
     for k, work_dir in dirs:
         done = osp.join(work_dir, DONE_JSON)
@@ -290,7 +345,7 @@ def train_folds(out_dir: str,
             continue
         if osp.isfile(done):
             os.remove(done)
-        cmd = [sys.executable, script, osp.join(work_dir, 'config.py'),
+        cmd = [sys.executable, *train, osp.join(work_dir, 'config.py'),
                '--work-dir', work_dir] + list(train_args)
         if resume and find_checkpoint(work_dir, 'last') is not None:
             cmd.append('--resume')
@@ -308,22 +363,13 @@ def train_folds(out_dir: str,
     return trained
 
 
-def _floats(values, path: str, key: str, num: int) -> np.ndarray:
-    if not isinstance(values, list) or len(values) != num:
-        raise ValueError(f'{path}: `{key}` should be a list of {num} '
-                         f'numbers, but got {values!r}')
-    return np.array([np.nan if v is None else float(v) for v in values])
-
-
 def _write_heatmap(path: str, table: np.ndarray, rows: Sequence[str],
                    classes: Sequence[str], metric: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg', force=True)
-    import matplotlib.pyplot as plt
+    from mmseg_ext.utils.plotting import new_figure, save_figure
 
     num_rows, num_cls = table.shape
-    fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.45 * num_cls + 2), 0.5 * num_rows + 2.0))
+    fig = new_figure((max(6.0, 0.45 * num_cls + 2), 0.5 * num_rows + 2.0))
+    ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(
         np.ma.masked_invalid(table), vmin=0.0, vmax=1.0, cmap='viridis',
         aspect='auto')
@@ -339,22 +385,22 @@ def _write_heatmap(path: str, table: np.ndarray, rows: Sequence[str],
     ax.set_title(f'out-of-fold {metric} per class')
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format='png')
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, format='png')
 
 
 def _test_split_options(config: str) -> List[str]:
     """``--cfg-options`` that point a fold config's test loader at the test
-    images (the fold configs test on their validation fold)."""
+    images (the fold configs test on their validation fold): the task's
+    :meth:`~mmseg_ext.tasks.BaseSegTask.test_split_options`."""
+    from mmseg_ext.tasks import task_from_dataset
     try:
         cfg = Config.fromfile(config)
         dataset = cfg.test_dataloader.dataset
     except Exception:  # not a full config (e.g. hand-written in tests)
         return []
-    if dataset.get('type') == 'HandBoneDataset':
-        return ['test_dataloader.dataset.split=test']
-    return []
+    task = task_from_dataset(dataset)
+    return [] if task is None else task.test_split_options(
+        'test_dataloader.dataset')
 
 
 def ensemble_command(members: Sequence[Tuple[str, str]],
@@ -403,9 +449,9 @@ def collect_kfold(out_dir: str,
     - ``members.txt``: ``CONFIG CHECKPOINT`` per fold with a checkpoint.
 
     The returned ``command`` runs ``tools/ensemble.py --split test`` on the
-    fold models; the fold configs test on their validation fold, so for
-    ``HandBoneDataset`` it adds ``--cfg-options
-    test_dataloader.dataset.split=test`` (other datasets: point
+    fold models; the fold configs test on their validation fold, so it adds
+    the task's ``test_split_options`` (``HandBoneDataset``: ``--cfg-options
+    test_dataloader.dataset.split=test``; datasets without them: point
     ``test_dataloader`` at the test images yourself).
 
     Args:
@@ -446,23 +492,15 @@ def collect_kfold(out_dir: str,
         if not osp.isfile(path):
             missing.append(k)
             continue
-        try:
-            with open(path, encoding='utf-8') as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{path}: not valid JSON ({err})') from err
-        if not isinstance(data, dict) or not isinstance(
-                data.get('classes'), list):
-            raise ValueError(f'{path}: should hold a dict with `classes`, '
-                             f'`dice` and `iou` lists, but got {data!r:.200}')
+        data = read_per_class_json(path, ('dice', 'iou'),
+                                   require_classes=True)
         if classes is None:
-            classes = [str(c) for c in data['classes']]
-        elif [str(c) for c in data['classes']] != classes:
+            classes = data['classes']
+        elif data['classes'] != classes:
             raise ValueError(f'{path}: classes {data["classes"]} should be '
                              f'those of the other folds, {classes}')
         for key in ('dice', 'iou'):
-            tables[key].append(_floats(data.get(key), path, key,
-                                       len(classes)))
+            tables[key].append(data[key])
         folds.append(k)
         score_files.append(path)
     if not folds:

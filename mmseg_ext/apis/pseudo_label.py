@@ -17,6 +17,12 @@ and listed in the manifest). The unsure fraction is the fraction of pixels
 that are unsure for at least one class (hand bones) or for the building
 class (buildings).
 
+What is written is the task adapter's (:mod:`mmseg_ext.tasks`:
+``list_unlabelled_images``, ``pseudo_label_probs``, ``pseudo_label_outputs``,
+``write_pseudo_label``, ``write_pseudo_index``, ``pseudo_label_dataset``);
+``task`` is its name (``'hand_bone'``, ``'building'``, or any registered
+task) or the adapter. The two shipped tasks:
+
 Hand bones (``task='hand_bone'``, ``C = 29``) give a new dataset root in
 the competition layout, read by
 :class:`mmseg_ext.datasets.HandBoneDataset`::
@@ -69,13 +75,12 @@ which writes the ONE ``train.csv`` / split list and ``manifest.json`` in the
 same order as a single process (:mod:`mmseg_ext.utils.dist`).
 """
 import contextlib
-import csv
 import logging
 import os
 import os.path as osp
 import shutil
 import sys
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.logging import print_log
@@ -84,20 +89,29 @@ from mmseg_ext.utils.dist import (advance_progress, dist_info, gather_chunks,
                                   run_on_main, shard, sync_errors)
 from mmseg_ext.utils.ensemble import soft_vote
 from mmseg_ext.utils.io import atomic_path, dump_json_atomic
-from mmseg_ext.utils.multilabel import pack_multilabel, write_packed_label
-from mmseg_ext.utils.rle import rle_encode
-from .ensemble import PROB_SUFFIX, load_probs
+from .ensemble import PROB_SUFFIX, check_member_weights, load_probs
 
-__all__ = [
+__all__ = [  # noqa: F822 (TASKS: the module's __getattr__)
     'TASKS', 'MANIFEST_NAME', 'threshold_probs', 'list_unlabelled_images',
     'make_pseudo_labels'
 ]
 
-TASKS = ('hand_bone', 'building')
 MANIFEST_NAME = 'manifest.json'
 TOOL_TAG = 'mmseg_ext.pseudo_label'
-BUILDING_IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
-_HAND_BONE_CLASSES = 29
+
+
+def __getattr__(name):
+    # ``TASKS``: the registered task names, read when asked (a task
+    # registered later, e.g. in a test, is included).
+    if name == 'TASKS':
+        from mmseg_ext.tasks import task_names
+        return tuple(task_names())
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def _task(task):
+    from mmseg_ext.tasks import build_task
+    return build_task(task)
 
 
 def threshold_probs(probs: np.ndarray, pos: float = 0.9,
@@ -140,15 +154,18 @@ def _check_thresholds(pos: float, neg: float) -> None:
                          f'and pos={pos}')
 
 
-def list_unlabelled_images(task: str, images: str) -> List[dict]:
+def list_unlabelled_images(task, images: str) -> List[dict]:
     """The unlabelled images of a task, sorted.
 
     Args:
-        task (str): ``'hand_bone'`` or ``'building'``.
-        images (str): Hand bones: a folder of ``{ID}/{name}.png`` (e.g.
-            ``data/hand_bone/test/DCM``). Buildings: a CSV with ``img_id``
-            and ``img_path`` columns (e.g. ``test.csv``; paths relative to
-            its folder), or a folder of images (``img_id`` = file stem).
+        task (str | BaseSegTask): The task (its name or adapter), whose
+            :meth:`~mmseg_ext.tasks.BaseSegTask.list_unlabelled_images`
+            reads ``images``. Hand bones: a folder of ``{ID}/{name}.png``
+            (e.g. ``data/hand_bone/test/DCM``). Buildings: a CSV with
+            ``img_id`` and ``img_path`` columns (e.g. ``test.csv``; paths
+            relative to its folder), or a folder of images (``img_id`` =
+            file stem).
+        images (str): The images (a folder or a file).
 
     Returns:
         list[dict]: ``img_path`` (absolute), ``stem`` (the key of the
@@ -157,56 +174,13 @@ def list_unlabelled_images(task: str, images: str) -> List[dict]:
 
     Raises:
         FileNotFoundError: if ``images`` does not exist or lists no image.
-        ValueError: if two images share a stem (the probability files could
-            not tell them apart).
+        ValueError: for an unknown task, or if two images share a stem (the
+            probability files could not tell them apart).
     """
-    if task not in TASKS:
-        raise ValueError(f'`task` should be one of {TASKS}, but got '
-                         f'{task!r}')
+    task = _task(task)
     if not osp.exists(images):
         raise FileNotFoundError(f'unlabelled images {images!r} do not exist')
-    items = []
-    if task == 'hand_bone':
-        from mmseg_ext.datasets.converters.hand_bone import \
-            list_hand_bone_images
-        if not osp.isdir(images):
-            raise FileNotFoundError(
-                f'hand-bone images {images!r} should be a folder of '
-                '{ID}/{name}.png (e.g. data/hand_bone/test/DCM)')
-        for rel in list_hand_bone_images(images):
-            if '/' not in rel:
-                raise ValueError(
-                    f'hand-bone image {osp.join(images, rel)!r} should be in '
-                    'a patient folder ({ID}/{name}.png)')
-            items.append(
-                dict(
-                    img_path=osp.abspath(osp.join(images, rel)),
-                    stem=osp.splitext(osp.basename(rel))[0],
-                    rel=rel,
-                    img_id=None))
-    elif osp.isdir(images):
-        for name in sorted(os.listdir(images)):
-            if name.startswith('.') or osp.splitext(
-                    name)[1].lower() not in BUILDING_IMAGE_EXTS:
-                continue
-            stem = osp.splitext(name)[0]
-            items.append(
-                dict(
-                    img_path=osp.abspath(osp.join(images, name)),
-                    stem=stem,
-                    rel=name,
-                    img_id=stem))
-    else:
-        from mmseg_ext.datasets.building_rle import read_rle_csv
-        rows, _ = read_rle_csv(images, rle_required=False)
-        for row in rows:
-            name = osp.basename(row['img_path'])
-            items.append(
-                dict(
-                    img_path=osp.abspath(row['img_path']),
-                    stem=osp.splitext(name)[0],
-                    rel=name,
-                    img_id=row['img_id']))
+    items = task.list_unlabelled_images(images)
     if not items:
         raise FileNotFoundError(f'no image found in {images!r}')
     seen = {}
@@ -282,22 +256,6 @@ def _place_image(src: str, dst: str, copy: bool) -> None:
         raise
 
 
-def _write_lines(path: str, lines: Sequence[str]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.writelines(f'{line}\n' for line in lines)
-
-
-def _outputs(task: str, out_dir: str, item: dict) -> Dict[str, str]:
-    from mmseg_ext.datasets.converters.hand_bone import HAND_BONE_LAYOUT
-    if task == 'hand_bone':
-        return dict(
-            image=osp.join(out_dir, HAND_BONE_LAYOUT['train_images'],
-                           item['rel']),
-            label=osp.join(out_dir, HAND_BONE_LAYOUT['labels'], item['rel']))
-    return dict(image=osp.join(out_dir, 'train_img', item['rel']))
-
-
 def _load_members(folders: Sequence[str], item: dict) -> List[np.ndarray]:
     """The ``E`` probability maps of one image, checked against it."""
     probs, first = [], None
@@ -315,7 +273,7 @@ def _load_members(folders: Sequence[str], item: dict) -> List[np.ndarray]:
     return probs
 
 
-def make_pseudo_labels(task: str,
+def make_pseudo_labels(task,
                        prob_dirs: Union[str, Sequence[str]],
                        images: str,
                        out_dir: str,
@@ -330,7 +288,8 @@ def make_pseudo_labels(task: str,
     """Write a pseudo-labelled dataset of ``task`` (see the module doc).
 
     Args:
-        task (str): ``'hand_bone'`` or ``'building'``.
+        task (str | BaseSegTask): ``'hand_bone'``, ``'building'`` (or
+            another registered task's name), or the adapter.
         prob_dirs (str | Sequence[str]): ``E >= 1`` folders of
             ``{image_stem}.npy`` uint8 ``(C, H, W)`` probabilities, one per
             ensemble member.
@@ -375,9 +334,7 @@ def make_pseudo_labels(task: str,
         ...     pos=0.9, neg=0.1, max_unsure=0.05)
         >>> manifest['num_kept']
     """
-    if task not in TASKS:
-        raise ValueError(f'`task` should be one of {TASKS}, but got '
-                         f'{task!r}')
+    task = _task(task)
     _check_thresholds(pos, neg)
     if isinstance(max_unsure, bool) or not isinstance(
             max_unsure, (int, float, np.floating)) or \
@@ -388,9 +345,10 @@ def make_pseudo_labels(task: str,
             num_folds < 0:
         raise ValueError('`num_folds` should be an int >= 0, but got '
                          f'{num_folds!r}')
-    if class_index is not None and task != 'building':
-        raise ValueError('`class_index` applies to the building task only, '
-                         f'but the task is {task!r}')
+    if class_index is not None and not task.takes_class_index:
+        raise ValueError('`class_index` applies to tasks with one channel '
+                         f'to pick (building), but the task is '
+                         f'{task.name!r}')
     folders = [prob_dirs] if isinstance(prob_dirs, str) else list(prob_dirs)
     if not folders:
         raise ValueError('`prob_dirs` should name at least one folder of '
@@ -400,11 +358,7 @@ def make_pseudo_labels(task: str,
             raise FileNotFoundError(f'probability folder {folder!r} does not '
                                     'exist')
     if weights is not None:
-        weights = np.asarray(weights, np.float64)
-        if weights.ndim not in (1, 2) or weights.shape[0] != len(folders):
-            raise ValueError(
-                f'`weights` should be (E,) or (E, C) with E={len(folders)} '
-                f'members, but got shape {weights.shape}')
+        weights = check_member_weights(weights, len(folders))
     items = list_unlabelled_images(task, images)
     missing = [(folder, item) for item in items for folder in folders
                if not osp.isfile(osp.join(folder, item['stem'] + PROB_SUFFIX))]
@@ -416,10 +370,11 @@ def make_pseudo_labels(task: str,
             'missing in all); every member needs every image: save the '
             'probabilities of all of them (tools/ensemble.py --save-probs)')
     previous = run_on_main(lambda: _prepare_out_dir(out_dir))
-    if previous and previous.get('task') != task:
+    if previous and previous.get('task') != task.name:
         raise FileExistsError(
             f'output folder {out_dir!r} holds {previous.get("task")!r} '
-            f'pseudo-labels, but the task is {task!r}; give a new folder')
+            f'pseudo-labels, but the task is {task.name!r}; give a new '
+            'folder')
 
     rank, world_size = dist_info()
     bar = None
@@ -474,26 +429,9 @@ def _pseudo_label_image(task, folders, item, out_dir, pos, neg, max_unsure,
             f'{prob_file}: probabilities (C, H, W) = {(c, h, w)} do not '
             f'fit image {item["img_path"]} of (H, W) = {size}; were they '
             'saved for another image or size?')
-    if task == 'hand_bone':
-        if c != _HAND_BONE_CLASSES:
-            raise ValueError(
-                f'{prob_file}: hand-bone probabilities should have C='
-                f'{_HAND_BONE_CLASSES} classes, but got C={c}')
-    else:
-        index = class_index
-        if index is None:
-            if c > 2:
-                raise ValueError(
-                    f'{prob_file}: has C={c} classes; give the building '
-                    'channel (`class_index`, --class-index)')
-            index = c - 1
-        if not 0 <= index < c:
-            raise ValueError(f'`class_index` should be in [0, {c}) for '
-                             f'{prob_file}, but got {index}')
-        probs = [p[index:index + 1] for p in probs]
-    merged = soft_vote(
-        probs, weights if task == 'hand_bone' or weights is None
-        or weights.ndim == 1 else weights[:, index:index + 1])
+    probs, weights = task.pseudo_label_probs(probs, weights, class_index,
+                                             prob_file)
+    merged = soft_vote(probs, weights)
     positive, unsure = threshold_probs(merged, pos, neg)
     del merged, probs
     ignore = unsure.any(0)
@@ -510,21 +448,9 @@ def _pseudo_label_image(task, folders, item, out_dir, pos, neg, max_unsure,
             logger='current',
             level=logging.WARNING)
         return entry, None, []
-    outputs = _outputs(task, out_dir, item)
-    row = None
-    if task == 'hand_bone':
-        positive[:, ignore] = False
-        write_packed_label(outputs['label'], pack_multilabel(positive, ignore))
-        entry['rel'] = item['rel']
-        entry['positive_fraction'] = round(float(positive.any(0).mean()), 6)
-    else:
-        mask = positive[0]  # unsure pixels count as background
-        row = [
-            item['img_id'], f'./train_img/{item["rel"]}',
-            rle_encode(mask) or '-1'
-        ]
-        entry['img_id'] = item['img_id']
-        entry['positive_fraction'] = round(float(mask.mean()), 6)
+    outputs = task.pseudo_label_outputs(out_dir, item)
+    fields, row = task.write_pseudo_label(outputs, item, positive, ignore)
+    entry.update(fields)
     _place_image(item['img_path'], outputs['image'], copy_images)
     return entry, row, list(outputs.values())
 
@@ -540,29 +466,22 @@ def _finish(task, out_dir, folders, images, num_images, results, previous,
 
     # Files of images kept by an earlier run but not by this one.
     for entry in previous.get('kept', []):
-        item = dict(rel=entry.get('rel') or osp.basename(entry['image']))
-        if task == 'building':
-            item['rel'] = entry.get('file', item['rel'])
-        for path in _outputs(task, out_dir, item).values():
+        item = task.pseudo_label_item(entry)
+        for path in task.pseudo_label_outputs(out_dir, item).values():
             if path not in written:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
-    if task == 'building':
-        for entry, row in zip(kept, rows):
-            entry['file'] = osp.basename(row[1])
-    _write_index(task, out_dir, kept, rows, num_folds)
+    task.write_pseudo_index(out_dir, kept, rows, num_folds)
 
     fractions = [e['unsure_fraction'] for e in kept + skipped]
     manifest = dict(
         tool=TOOL_TAG,
-        task=task,
+        task=task.name,
         prob_dirs=[osp.abspath(f) for f in folders],
         images=osp.abspath(images),
         **settings,
-        unsure_policy=('ignored: a pixel unsure for any class has its valid '
-                       'bit clear' if task == 'hand_bone' else
-                       'background: unsure pixels are negative in the RLE'),
-        dataset=_dataset_hint(task, out_dir),
+        unsure_policy=task.unsure_policy,
+        dataset=task.pseudo_label_dataset(out_dir, kept),
         num_images=num_images,
         num_kept=len(kept),
         num_skipped=len(skipped),
@@ -577,33 +496,3 @@ def _finish(task, out_dir, folders, images, num_images, results, previous,
             f'{osp.join(out_dir, MANIFEST_NAME)})'
             '; raise --max-unsure or widen the thresholds')
     return manifest
-
-
-def _write_index(task: str, out_dir: str, kept: List[dict],
-                 rows: List[list], num_folds: int) -> None:
-    """Split files (hand bones) or the CSV (buildings)."""
-    if task == 'hand_bone':
-        from mmseg_ext.datasets.converters.hand_bone import HAND_BONE_LAYOUT
-        split_dir = osp.join(out_dir, HAND_BONE_LAYOUT['splits'])
-        rels = sorted(e['rel'] for e in kept)
-        for k in range(num_folds):
-            _write_lines(osp.join(split_dir, f'fold{k}_train.txt'), rels)
-        _write_lines(osp.join(split_dir, 'all.txt'), rels)
-        return
-    with atomic_path(osp.join(out_dir, 'train.csv')) as tmp:
-        with open(tmp, 'w', newline='', encoding='utf-8') as f:
-            writer = csv.writer(f, lineterminator='\n')
-            writer.writerow(['img_id', 'img_path', 'mask_rle'])
-            writer.writerows(rows)
-
-
-def _dataset_hint(task: str, out_dir: str) -> dict:
-    if task == 'hand_bone':
-        return dict(
-            type='HandBoneDataset', data_root=osp.abspath(out_dir),
-            split='all')
-    return dict(
-        type='BuildingRLEDataset',
-        data_root=osp.abspath(out_dir),
-        ann_file='train.csv',
-        split='all')

@@ -1,6 +1,7 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Satellite building footprints stored as RLE strings in a CSV file."""
 import csv
+import io
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -8,19 +9,41 @@ import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.rle import parse_rle
 
 EMPTY_RLE_VALUES = ('', '-1')
+# csv.field_size_limit while reading (RLE cells can be megabytes).
+_FIELD_SIZE_LIMIT = 1 << 30
 SPLITS = ('train', 'val', 'all')
 
 
-class CSVRowError(ValueError):
-    """A row of a dataset CSV is bad; the message names the file and line."""
+class CSVRowError(InputError):
+    """A row of a dataset CSV is bad; the message names the file and line.
+
+    An :class:`mmseg_ext.utils.errors.InputError` (so a ``ValueError``):
+    ``CSVRowError('message')`` as before, or with the fields
+    ``path``/``where``/``reason``/``value``/``expected``; see
+    :func:`csv_row_error`.
+    """
 
 
-def csv_row_error(csv_path: str, line: int, message: str) -> CSVRowError:
-    """``CSVRowError('{csv_path}, line {line}: {message}')``."""
-    return CSVRowError(f'{csv_path}, line {line}: {message}')
+def csv_row_error(csv_path: str,
+                  line: int,
+                  message: str,
+                  field: Optional[str] = None,
+                  **kwargs) -> CSVRowError:
+    """``CSVRowError('{csv_path}: line {line}, field {field!r}: {message}')``.
+
+    Args:
+        csv_path (str): The CSV file.
+        line (int): 1-based line (the header is line 1).
+        message (str): What is wrong (the ``reason``).
+        field (str, optional): The column. Defaults to None.
+        **kwargs: ``value``, ``expected`` of :class:`InputError`.
+    """
+    where = f'line {line}' + (f', field {field!r}' if field else '')
+    return CSVRowError(path=csv_path, where=where, reason=message, **kwargs)
 
 
 def normalize_rle(value: Optional[str]) -> str:
@@ -105,23 +128,38 @@ def read_rle_csv(csv_path: str,
 
     Raises:
         FileNotFoundError: if the CSV does not exist.
-        CSVRowError: naming the file and line, on a missing column, a row
-            with the wrong number of fields, an empty id or path, or a
-            duplicate id.
+        CSVRowError: naming the file, line and field: a file that is not
+            UTF-8 (a UTF-8 BOM is fine), an empty file or one with only a
+            header, a header without the columns or with a column twice, a
+            row with the wrong number of fields or that the CSV module
+            cannot parse, an empty id or path, or a duplicate id.
     """
     if not osp.isfile(csv_path):
         raise FileNotFoundError(f'dataset CSV {csv_path!r} does not exist')
     folder = osp.dirname(osp.abspath(csv_path))
+    text = _read_utf8(csv_path)
+    expected_header = (f'a header such as "{img_id_column},'
+                       f'{img_path_column}' +
+                       (f',{rle_column}"' if rle_column else '"'))
     rows, seen = [], {}
-    with open(csv_path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.reader(f)
+    reader = csv.reader(io.StringIO(text, newline=''))
+    # An RLE of a noisy 1024 x 1024 mask is megabytes, past the csv
+    # module's default 128 KiB field limit (a process-wide setting:
+    # restored below).
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(max(old_limit, _FIELD_SIZE_LIMIT))
+    try:
         header = next(reader, None)
         if header is None:
-            raise csv_row_error(csv_path, 1, 'the file is empty; expected '
-                                'a header such as '
-                                f'"{img_id_column},{img_path_column},'
-                                f'{rle_column}"')
+            raise csv_row_error(csv_path, 1, 'the file is empty',
+                                expected=expected_header)
         header = [h.strip() for h in header]
+        dups = sorted({h for h in header if h and header.count(h) > 1})
+        if dups:
+            raise csv_row_error(
+                csv_path, 1, f'the header has the column(s) {dups} more than '
+                'once', value=','.join(header),
+                expected='each column name once')
         required = [img_id_column, img_path_column]
         has_rle = rle_column is not None and rle_column in header
         if rle_required:
@@ -136,6 +174,7 @@ def read_rle_csv(csv_path: str,
         id_col = header.index(img_id_column)
         path_col = header.index(img_path_column)
         rle_col = header.index(rle_column) if has_rle else None
+        line = 1
         for fields in reader:
             line = reader.line_num
             if not fields or not any(x.strip() for x in fields):
@@ -147,15 +186,17 @@ def read_rle_csv(csv_path: str,
                     f'{len(fields)}: {_short(",".join(fields))}')
             img_id = fields[id_col].strip()
             rel = fields[path_col].strip()
-            if not img_id or not rel:
-                raise csv_row_error(
-                    csv_path, line, f'`{img_id_column}` and '
-                    f'`{img_path_column}` should not be empty, but got '
-                    f'{img_id!r} and {rel!r}')
+            for name, value in ((img_id_column, img_id),
+                                (img_path_column, rel)):
+                if not value:
+                    raise csv_row_error(
+                        csv_path, line, f'`{img_id_column}` and '
+                        f'`{img_path_column}` should not be empty, but got '
+                        f'{img_id!r} and {rel!r}', field=name)
             if img_id in seen:
                 raise csv_row_error(
                     csv_path, line, f'duplicate {img_id_column} {img_id!r} '
-                    f'(first on line {seen[img_id]})')
+                    f'(first on line {seen[img_id]})', field=img_id_column)
             seen[img_id] = line
             rows.append(
                 dict(
@@ -164,7 +205,34 @@ def read_rle_csv(csv_path: str,
                     mask_rle=normalize_rle(fields[rle_col])
                     if has_rle else None,
                     csv_line=line))
+    except csv.Error as e:
+        # e.g. an unterminated quote at the end of the file
+        raise csv_row_error(csv_path, reader.line_num or 1,
+                            f'not a valid CSV row ({e})') from None
+    finally:
+        csv.field_size_limit(old_limit)
+    if not rows:
+        raise csv_row_error(
+            csv_path, line + 1, 'the file has a header but no rows',
+            expected='one row per image after the header')
     return rows, has_rle
+
+
+def _read_utf8(csv_path: str) -> str:
+    """The text of ``csv_path`` (UTF-8, optional BOM), or a CSVRowError
+    naming the line of the first byte that is not UTF-8."""
+    with open(csv_path, 'rb') as f:
+        data = f.read()
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data.count(b'\n', 0, e.start) + 1
+        hint = ' (a UTF-16 BOM: save the file as UTF-8)' if data[:2] in (
+            b'\xff\xfe', b'\xfe\xff') else ''
+        raise csv_row_error(
+            csv_path, line, f'byte {e.start} is not UTF-8{hint}',
+            value=data[e.start:e.start + 4],
+            expected='a UTF-8 text file') from None
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -314,10 +382,10 @@ class BuildingRLEDataset(BaseSegDataset):
                     # Without image_size only the syntax and order are
                     # checked here; the range is checked at load.
                     parse_rle(rle, size if size is not None else 2**62)
-                except ValueError as e:
-                    raise csv_row_error(
-                        csv_path, line, f'malformed {self.rle_column} of '
-                        f'{row["img_id"]!r}: {e}') from None
+                except InputError as e:
+                    raise e.located(
+                        csv_path, f'line {line} ({row["img_id"]}), field '
+                        f'{self.rle_column!r}', cls=CSVRowError) from None
             info = dict(
                 img_path=row['img_path'],
                 img_id=row['img_id'],

@@ -5,11 +5,33 @@ from typing import List, Optional
 
 from mmseg.registry import DATASETS
 
-from .converters.hand_bone import HAND_BONE_LAYOUT, list_hand_bone_images
-from .generators.hand_bone import HAND_BONE_CLASSES, HAND_BONE_PALETTE
-from .packed_multilabel import PackedMultiLabelDataset
-
 __all__ = ['HandBoneDataset', 'HAND_BONE_CLASSES', 'HAND_BONE_PALETTE']
+
+# The one source of the 29 class names (``HandBoneDataset.METAINFO``); the
+# converter, generator, metric and task adapter import them from here.
+HAND_BONE_CLASSES = (
+    'finger-1', 'finger-2', 'finger-3', 'finger-4', 'finger-5', 'finger-6',
+    'finger-7', 'finger-8', 'finger-9', 'finger-10', 'finger-11', 'finger-12',
+    'finger-13', 'finger-14', 'finger-15', 'finger-16', 'finger-17',
+    'finger-18', 'finger-19', 'Trapezium', 'Trapezoid', 'Capitate', 'Hamate',
+    'Scaphoid', 'Lunate', 'Triquetrum', 'Pisiform', 'Radius', 'Ulna')
+
+# The competition's visualisation palette (RGB), one colour per class.
+HAND_BONE_PALETTE = [
+    [220, 20, 60], [119, 11, 32], [0, 0, 142], [0, 0, 230], [106, 0, 228],
+    [0, 60, 100], [0, 80, 100], [0, 0, 70], [0, 0, 192], [250, 170, 30],
+    [100, 170, 30], [220, 220, 0], [175, 116, 175], [250, 0, 30],
+    [165, 42, 42], [255, 77, 255], [0, 226, 252], [182, 182, 255],
+    [0, 82, 0], [120, 166, 157], [110, 76, 0], [174, 57, 255],
+    [199, 100, 0], [72, 0, 118], [255, 179, 240], [0, 125, 92],
+    [209, 0, 151], [188, 208, 182], [0, 220, 176]
+]
+
+# Defined before these imports: the converter imports the class list from
+# this (then partially initialised) module.
+from .converters.hand_bone import (  # noqa: E402
+    HAND_BONE_LAYOUT, list_hand_bone_images)
+from .packed_multilabel import PackedMultiLabelDataset  # noqa: E402
 
 SPLITS = ('train', 'val', 'test', 'all')
 _CONVERT_HINT = ('run `python tools/dataset_converters/hand_bone.py {root}` '
@@ -155,4 +177,3 @@ class HandBoneDataset(PackedMultiLabelDataset):
             info['seg_map_path'] = osp.join(
                 self.data_prefix['seg_map_path'], rel)
         return info
-

@@ -152,6 +152,13 @@ def decode(text, mask):
         tuple: ``(mask, ok)``: the filled mask and whether the string was
         valid (digits and whitespace only, even count, starts and lengths
         >= 1, runs sorted, disjoint and inside the mask).
+
+    The grammar is the numpy path's, byte for byte: ASCII digits, and as
+    separators only space, ``\\t \\n \\v \\f \\r`` (codes 9-13), the
+    bytes ``np.fromstring(sep=' ')`` skips; a sign, ``'_'`` or any other
+    byte fails (``tests/test_fuzz/test_fuzz_rle.py`` checks both paths
+    against a pure-Python reference). Values past ``2**62`` fail before
+    they can overflow.
     """
     size = mask.size
     value = 0

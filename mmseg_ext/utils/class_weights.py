@@ -11,7 +11,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .io import atomic_path, dump_json_atomic
+from .io import dump_json_atomic
+from .plotting import new_figure, save_figure
 
 CLASS_WEIGHT_METHODS = ('inverse_freq', 'sqrt_inv_freq', 'effective_num',
                         'median_freq')
@@ -22,6 +23,29 @@ def _class_name(i: int, class_names: Optional[Sequence[str]]) -> str:
     if class_names is not None:
         return f'{i} ({class_names[i]!r})'
     return str(i)
+
+
+def check_class_weight_args(method: str, beta: float,
+                            normalize: Optional[str],
+                            max_ratio: Optional[float]) -> None:
+    """Validate the weighting options of :func:`compute_class_weights`
+    (shared with ``ClassWeightHook``, which checks them in ``__init__``).
+
+    Raises:
+        ValueError: on an unknown ``method`` or ``normalize``, ``beta``
+            outside ``(0, 1)`` or ``max_ratio < 1``.
+    """
+    if method not in CLASS_WEIGHT_METHODS:
+        raise ValueError(f'`method` should be one of {CLASS_WEIGHT_METHODS}, '
+                         f'but got {method!r}')
+    if not 0 < beta < 1:
+        raise ValueError(f'`beta` should be in (0, 1), but got {beta}')
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f'`normalize` should be one of {NORMALIZE_MODES}, '
+                         f'but got {normalize!r}')
+    if max_ratio is not None and not max_ratio >= 1:
+        raise ValueError(f'`max_ratio` should be >= 1 or None, but got '
+                         f'{max_ratio}')
 
 
 def compute_class_weights(counts: Sequence[float],
@@ -105,17 +129,7 @@ def compute_class_weights(counts: Sequence[float],
                          'pixels, but all counts are zero: check the label '
                          'files, `reduce_zero_label`, `ignore_index` and '
                          '`label_map` of the dataset')
-    if method not in CLASS_WEIGHT_METHODS:
-        raise ValueError(f'`method` should be one of {CLASS_WEIGHT_METHODS}, '
-                         f'but got {method!r}')
-    if not 0 < beta < 1:
-        raise ValueError(f'`beta` should be in (0, 1), but got {beta}')
-    if normalize not in NORMALIZE_MODES:
-        raise ValueError(f'`normalize` should be one of {NORMALIZE_MODES}, '
-                         f'but got {normalize!r}')
-    if max_ratio is not None and not max_ratio >= 1:
-        raise ValueError(f'`max_ratio` should be >= 1 or None, but got '
-                         f'{max_ratio}')
+    check_class_weight_args(method, beta, normalize, max_ratio)
     num_classes = counts.size
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f'`class_names` should have {num_classes} entries '
@@ -195,8 +209,9 @@ def plot_class_weights(class_names: Sequence[str], counts: Sequence[int],
                        title: Optional[str] = None) -> None:
     """Save a two-panel bar chart: frequency (log scale) and weight per class.
 
-    Uses matplotlib's Agg canvas directly (no global backend switch, no
-    display needed); the PNG is written atomically.
+    Drawn on its own Agg canvas (:func:`mmseg_ext.utils.plotting.new_figure`:
+    no global backend switch, no display needed); the PNG is written
+    atomically.
 
     Args:
         class_names (Sequence[str]): ``C`` class names.
@@ -205,15 +220,11 @@ def plot_class_weights(class_names: Sequence[str], counts: Sequence[int],
         path (str): Output ``.png`` path.
         title (str, optional): Figure title. Defaults to None.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     counts = np.asarray(counts, dtype=np.float64)
     total = counts.sum()
     freq = counts / total if total > 0 else counts
     x = np.arange(len(class_names))
-    fig = Figure(figsize=(max(6.0, 0.45 * len(class_names) + 2), 6.5))
-    FigureCanvasAgg(fig)
+    fig = new_figure((max(6.0, 0.45 * len(class_names) + 2), 6.5))
     ax_f, ax_w = fig.subplots(2, 1, sharex=True)
     ax_f.bar(x, np.where(freq > 0, freq, np.nan), color='tab:blue')
     ax_f.set_yscale('log')
@@ -230,8 +241,7 @@ def plot_class_weights(class_names: Sequence[str], counts: Sequence[int],
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format='png', dpi=100)
+    save_figure(fig, path, dpi=100, format='png')
 
 
 def save_class_weight_report(out_dir: str,

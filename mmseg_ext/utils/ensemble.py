@@ -20,14 +20,28 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .postprocess import DICE_EPS
+from .dice import dice_from_counts
 
 STRATEGIES = ('soft', 'hard', 'classwise')
 
 
 def quantize_probs(probs: np.ndarray) -> np.ndarray:
-    """Probabilities in ``[0, 1]`` to uint8 (``round(p * 255)``)."""
-    return np.clip(np.rint(np.asarray(probs, np.float32) * 255), 0,
+    """Probabilities in ``[0, 1]`` to uint8 ``round(255 p)`` (clipped).
+
+    uint8 input is taken as already quantised and returned as is (not
+    scaled again), so quantising twice is harmless.
+
+    Args:
+        probs (np.ndarray): Float probabilities (any shape) or uint8.
+
+    Returns:
+        np.ndarray: uint8 of the same shape; the error is at most
+        ``1 / 510``.
+    """
+    probs = np.asarray(probs)
+    if probs.dtype == np.uint8:
+        return probs
+    return np.clip(np.rint(probs.astype(np.float32) * 255), 0,
                    255).astype(np.uint8)
 
 
@@ -210,9 +224,9 @@ class ThresholdSearch:
             else:
                 np.greater(flat, t, out=pred)
             pred &= valid
-            inter = np.count_nonzero(pred & truth, axis=1)
-            dice[i] = (2 * inter + DICE_EPS) / (
-                np.count_nonzero(pred, axis=1) + n_truth + DICE_EPS)
+            dice[i] = dice_from_counts(
+                np.count_nonzero(pred & truth, axis=1),
+                np.count_nonzero(pred, axis=1), n_truth)
         self.sums = dice if self.sums is None else self.sums + dice
         self.num += 1
 

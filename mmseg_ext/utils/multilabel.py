@@ -55,6 +55,17 @@ def num_packed_channels(num_classes: int) -> int:
     return (int(num_classes) + PACK_BITS) // PACK_BITS
 
 
+def pipeline_channels(num_classes: int) -> int:
+    """Channels of a packed map in the pipeline: ``K``, or 3 when ``K = 2``.
+
+    A ``(H, W, 2)`` map travels with a zero third channel (see
+    :func:`mmseg_ext.datasets.transforms.pipeline_packed_map`), so packed
+    tensors have ``K`` or this many channels.
+    """
+    k = num_packed_channels(num_classes)
+    return 3 if k == 2 else k
+
+
 def class_bit(k: int):
     """``(channel, bit)`` of class ``k`` in the packed map."""
     return k // PACK_BITS, k % PACK_BITS
@@ -250,6 +261,59 @@ def unpack_multilabel_torch(packed, num_classes: int, ignore_index: int = 255):
     invalid = ((packed[:, -1] >> VALID_BIT) & 1) == 0
     out.masked_fill_(invalid.unsqueeze(1), ignore_index)
     return out[0] if squeeze else out
+
+
+def is_packed(label) -> bool:
+    """True for a packed label tensor: int16 (see
+    :class:`PackMultiLabelSegInputs`; MMSeg's own label maps are int64 and
+    unpacked targets uint8)."""
+    import torch
+    return isinstance(label, torch.Tensor) and label.dtype == torch.int16
+
+
+def as_unpacked(label, num_classes: int, ignore_index: Optional[int] = 255):
+    """Unpack ``label`` if it is packed (int16), else return it unchanged.
+
+    The one implementation of "int16 means packed, unpack it": metrics,
+    the data preprocessor, the visualizer and the ensemble read ground
+    truth that may or may not have been unpacked already.
+
+    Args:
+        label (Tensor | np.ndarray): Packed ``(K', H, W)`` / ``(N, K', H, W)``
+            int16 tensor, with ``K'`` either ``K`` or the pipeline's
+            :func:`pipeline_channels` (the zero channel is dropped); anything
+            else (unpacked ``(C, H, W)`` uint8 targets, int64 label maps,
+            numpy arrays) is returned as is.
+        num_classes (int): ``C``.
+        ignore_index (int | None): Written on every class of an ignored
+            pixel; None means 255. Defaults to 255.
+
+    Returns:
+        Tensor | np.ndarray: ``(C, H, W)`` / ``(N, C, H, W)`` uint8 targets
+        in ``{0, 1, ignore_index}`` on ``label``'s device, or ``label``.
+
+    Raises:
+        ValueError: if a packed label has neither ``K`` nor the pipeline's
+            channel count for ``num_classes``.
+
+    Examples:
+        >>> # valid bit 15 and class 0 set; valid bit clear (ignored)
+        >>> packed = torch.tensor([[[-(1 << 15) | 1, 0]]], dtype=torch.int16)
+        >>> as_unpacked(packed, 1).tolist()
+        [[[1, 255]]]
+    """
+    if not is_packed(label):
+        return label
+    k = num_packed_channels(num_classes)
+    axis = label.dim() - 3
+    if label.dim() not in (3, 4) or label.shape[axis] not in (
+            k, pipeline_channels(num_classes)):
+        raise ValueError(
+            f'a packed label for C={num_classes} classes should have shape '
+            f'({k}, H, W) or (N, {k}, H, W), but got {tuple(label.shape)}')
+    label = label[:, :k] if axis else label[:k]
+    return unpack_multilabel_torch(
+        label, num_classes, 255 if ignore_index is None else ignore_index)
 
 
 def write_packed_label(path: str, packed: np.ndarray) -> None:

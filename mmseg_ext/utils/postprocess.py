@@ -18,11 +18,16 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-DICE_EPS = 1e-4
+from .dice import DICE_EPS, dice_from_counts, image_counts
+
+
+def _binary(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint8 ``{0, 1}`` of a mask of any dtype (nonzero is 1)."""
+    return (np.asarray(mask) != 0).astype(np.uint8)
 
 
 def _components(mask: np.ndarray) -> Tuple[int, np.ndarray, np.ndarray]:
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    """8-connected components of a ``{0, 1}`` uint8 mask."""
     num, labels, stats, _ = cv2.connectedComponentsWithStats(
         mask, connectivity=8)
     return num, labels, stats[:, cv2.CC_STAT_AREA]
@@ -34,21 +39,33 @@ def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     Returns:
         np.ndarray: ``(H, W)`` uint8 mask (empty stays empty).
     """
+    mask = _binary(mask)
     num, labels, areas = _components(mask)
     if num <= 2:  # background + at most one component
-        return (np.asarray(mask) != 0).astype(np.uint8)
+        return mask
     largest = 1 + int(np.argmax(areas[1:]))
     return (labels == largest).astype(np.uint8)
 
 
 def remove_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """Drop the 8-connected components of fewer than ``min_area`` pixels.
+    """Clear the 8-connected components of fewer than ``min_area`` pixels.
+
+    The one implementation, used by :class:`MultiLabelEncoderDecoder`'s
+    ``test_cfg.min_area``, the ``['min_area', n]`` op of a plan and the
+    building submission tool.
+
+    Args:
+        mask (np.ndarray): ``(H, W)`` binary mask (any integer/bool dtype;
+            nonzero is positive).
+        min_area (int): Components with fewer pixels are removed; ``<= 1``
+            keeps everything.
 
     Returns:
-        np.ndarray: ``(H, W)`` uint8 mask.
+        np.ndarray: ``(H, W)`` uint8 mask in ``{0, 1}``.
     """
-    if min_area <= 1:
-        return (np.asarray(mask) != 0).astype(np.uint8)
+    mask = _binary(mask)
+    if min_area <= 1 or not mask.any():
+        return mask
     num, labels, areas = _components(mask)
     keep = areas >= min_area
     keep[0] = False
@@ -58,13 +75,27 @@ def remove_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
 def apply_op(mask: np.ndarray, op: Sequence) -> np.ndarray:
     """Apply one operation: ``['lcc']`` or ``['min_area', n]``."""
     if not op:
-        return (np.asarray(mask) != 0).astype(np.uint8)
+        return _binary(mask)
     if op[0] == 'lcc':
         return keep_largest_component(mask)
     if op[0] == 'min_area' and len(op) == 2:
         return remove_small_components(mask, int(op[1]))
     raise ValueError("a post-processing op should be ['lcc'] or "
                      f"['min_area', n], but got {op!r}")
+
+
+def plan_by_index(plan: Dict[str, Sequence],
+                  classes: Sequence[str]) -> Dict[int, Sequence]:
+    """A plan keyed by class name (its JSON form) as ``{class index: op}``.
+
+    Raises:
+        ValueError: if the plan names a class not in ``classes``.
+    """
+    unknown = set(plan) - set(classes)
+    if unknown:
+        raise ValueError(f'the post-processing plan names classes '
+                         f'{sorted(unknown)} that are not in {list(classes)}')
+    return {c: plan[name] for c, name in enumerate(classes) if name in plan}
 
 
 def apply_postprocess(masks: np.ndarray, plan: Dict[str, Sequence],
@@ -74,14 +105,10 @@ def apply_postprocess(masks: np.ndarray, plan: Dict[str, Sequence],
     Raises:
         ValueError: if the plan names a class not in ``classes``.
     """
-    unknown = set(plan) - set(classes)
-    if unknown:
-        raise ValueError(f'the post-processing plan names classes '
-                         f'{sorted(unknown)} that are not in {list(classes)}')
+    ops = plan_by_index(plan, classes)
     out = np.array(masks, dtype=np.uint8, copy=True)
-    for c, name in enumerate(classes):
-        if name in plan:
-            out[c] = apply_op(out[c], plan[name])
+    for c, op in ops.items():
+        out[c] = apply_op(out[c], op)
     return out
 
 
@@ -98,16 +125,8 @@ def dice_per_class(pred: np.ndarray,
     Returns:
         np.ndarray: ``(C,)`` float64.
     """
-    pred = np.asarray(pred) != 0
-    gt = np.asarray(gt)
-    valid = np.ones(gt.shape, bool) if ignore_index is None else \
-        gt != ignore_index
-    truth = (gt == 1) & valid
-    pred = pred & valid
-    inter = (pred & truth).reshape(len(gt), -1).sum(1)
-    total = pred.reshape(len(gt), -1).sum(1) + truth.reshape(len(gt),
-                                                             -1).sum(1)
-    return (2 * inter + DICE_EPS) / (total + DICE_EPS)
+    inter, x, y = image_counts(np.asarray(pred), np.asarray(gt), ignore_index)
+    return dice_from_counts(inter, x, y, DICE_EPS, empty='one')
 
 
 def postprocess_dice_sums(

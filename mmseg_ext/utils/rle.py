@@ -17,13 +17,23 @@ numbers by gathering cached decimal strings (values below ``2**16``: all of
 a 224 x 224 mask, the run lengths of larger ones) instead of one ``str`` per
 numpy scalar.
 
+**Grammar** (strict: the competitions' parsers, not Python's ``int()``):
+tokens of ASCII digits ``0-9`` separated by ASCII whitespace, an even
+number of them, read as ``start length`` pairs with both ``>= 1``, runs
+sorted and disjoint (a run may start where the previous ends) and inside
+the mask. A sign (``'+3'``), ``'_'`` (``int('1_0') == 10``), non-ASCII
+digits or spaces, ``'1.5'`` or ``'0x10'`` are errors. Every violation
+raises :class:`mmseg_ext.utils.errors.InputError` (a ``ValueError``)
+naming the token or run and its value; readers of files holding RLEs add
+the file, line and field with :meth:`InputError.located`.
+
 :func:`parse_rle` / :func:`rle_decode` parse with ``np.fromstring`` (C
 speed) once the string is known to hold only ASCII digits and whitespace;
-any other string takes a token-by-token path that names the bad token. Both
-paths validate the same way: an odd count, a start or length < 1, runs out
-of order or overlapping and runs past the end raise ``ValueError`` naming
-the run. :func:`rle_decode` fills the runs without a Python loop, choosing
-by the number of runs ``R`` against the mask size ``P``:
+any other string is invalid and a token-by-token pass names the first bad
+token. The runs are then validated (an odd count, a start or length < 1,
+runs out of order or overlapping, runs past the end).
+:func:`rle_decode` fills the runs without a Python loop, choosing by the
+number of runs ``R`` against the mask size ``P``:
 
 - ``R <= P / 16`` (real masks: bones, buildings): ``np.repeat`` of the
   alternating values 0/1 by the gap and run lengths writes the mask in one
@@ -46,12 +56,20 @@ See ``benchmarks/bench_rle.py`` for the speed against the reference
 encoder and the reference loop decoder.
 """
 import os
+import re
 from typing import Sequence, Tuple
 
 import numpy as np
 
+from .errors import InputError
+
 # Bytes allowed on the fast parsing path: digits and ASCII whitespace.
 _DIGITS_AND_SPACE = b'0123456789 \t\n\r\v\f'
+# The same whitespace as a separator, for naming a bad token (str.split()
+# would also split at non-ASCII and \x1c-\x1f spaces).
+# Values from here on are reported as too large rather than by position.
+_TOO_LARGE = 1 << 62
+_SPLIT = re.compile('[ \t\n\r\v\f]+')
 # Above this many runs per pixel, decode with the XOR pass (see module doc).
 _XOR_RUNS_PER_PIXEL = 1 / 16
 # Decimal strings of 0 .. 2**16 - 1 as an object array, built on first use
@@ -193,19 +211,38 @@ def rle_encode(mask: np.ndarray) -> str:
     return _format_ints(edges)
 
 
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
+def _token_error(index: int, token: str) -> InputError:
+    """The error for token ``index`` of an RLE, which is not ASCII digits."""
+    role = 'start' if index % 2 == 0 else 'length'
+    if '_' in token:
+        why = ("Python's int() reads '_' as a digit separator, the "
+               "competition's grammar does not")
+    elif token[:1] in '+-':
+        why = 'a sign is not allowed'
+    elif not token.isascii():
+        why = 'non-ASCII characters: digits or spaces'
+    else:
+        why = 'characters other than the digits 0-9'
+    return InputError(
+        where=f'RLE token {index} ({role} of run {index // 2})',
+        reason=f'not a plain positive integer ({why})',
+        value=token,
+        expected='ASCII digits 0-9 only, tokens separated by spaces')
 
 
 def _parse_values(rle: str) -> np.ndarray:
-    """The integers of ``rle`` as an int64 array (not yet validated)."""
+    """The integers of ``rle`` as an int64 array (not yet validated).
+
+    Grammar: tokens of ASCII digits separated by ASCII whitespace (space,
+    tab, newline, CR, VT, FF; leading and trailing allowed). Anything else
+    (a sign, ``'_'``, non-ASCII digits or spaces, ``'1.5'``, ``'0x10'``) is
+    an :class:`InputError` naming the token, which ``int()`` would
+    sometimes have read (``int('1_0') == 10``).
+    """
     if not isinstance(rle, str):
-        raise ValueError('an RLE should be a str, but got '
-                         f'{type(rle).__name__} {rle!r}')
+        raise InputError(reason='an RLE should be a str', value=rle,
+                         expected="a str of 'start length' pairs ('' for "
+                         'an empty mask)')
     if rle.isascii():
         data = rle.encode('ascii')
         if not data.translate(None, _DIGITS_AND_SPACE):
@@ -216,17 +253,16 @@ def _parse_values(rle: str) -> np.ndarray:
             if not data.strip():
                 return np.zeros(0, dtype=np.int64)
             return np.fromstring(data, sep=' ', dtype=np.int64)
-    # Anything else: token by token, naming the first bad one.
-    tokens = rle.split()
-    try:
-        return np.array([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next(t for t in tokens if not _is_int(t))
-        raise ValueError(f'RLE token {bad!r} is not an integer') from None
-    except OverflowError:
-        bad = next(t for t in tokens if abs(int(t)) >= 2**63)
-        raise ValueError(f'RLE token {bad!r} is too large for a pixel '
-                         'index') from None
+    # Some character is neither an ASCII digit nor ASCII whitespace, so
+    # some token is bad: name the first one.
+    for i, token in enumerate(t for t in _SPLIT.split(rle) if t):
+        if not (token.isascii() and token.isdigit()):
+            raise _token_error(i, token)
+    raise AssertionError('unreachable: a bad character outside any token')
+
+
+def _run_error(index: int, message: str, value) -> InputError:
+    return InputError(message, where=f'RLE run {index}', value=value)
 
 
 def _validate(values: np.ndarray, size: int):
@@ -237,36 +273,52 @@ def _validate(values: np.ndarray, size: int):
         exclusive ends, lengths and the ``R - 1`` gaps between runs.
     """
     if values.size % 2:
-        raise ValueError(f'an RLE should have an even number of values '
-                         f'(start length pairs), but got {values.size}')
+        raise InputError(
+            f'an RLE should have an even number of values (start length '
+            f'pairs), but got {values.size}', where=f'RLE token '
+            f'{values.size - 1}', value=int(values[-1]),
+            expected='start length pairs')
     starts, lengths = values[0::2], values[1::2]
     if values.size == 0:
         return starts, starts, lengths, starts
     if values.min() < 1:
         if (starts < 1).any():
             i = int(np.flatnonzero(starts < 1)[0])
-            raise ValueError(f'RLE run {i} has start {starts[i]}; starts are '
-                             '1-indexed and should be >= 1')
+            raise _run_error(
+                i, f'RLE run {i} has start {starts[i]}; starts are '
+                '1-indexed and should be >= 1', int(starts[i]))
         i = int(np.flatnonzero(lengths < 1)[0])
-        raise ValueError(f'RLE run {i} has length {lengths[i]}; lengths '
-                         'should be >= 1')
+        raise _run_error(
+            i, f'RLE run {i} has length {lengths[i]}; lengths should be '
+            '>= 1', int(lengths[i]))
     if values.max() > size:  # checked before any sum can overflow
+        if values.max() >= _TOO_LARGE:  # np.fromstring saturates at 2**63
+            i = int(np.flatnonzero(values >= _TOO_LARGE)[0])
+            raise InputError(
+                where=f'RLE token {i} ({("start", "length")[i % 2]} of run '
+                f'{i // 2})', reason='too large for a pixel index',
+                expected=f'a value <= {size} (the mask has {size} pixels)')
         i = int(np.flatnonzero((starts > size) | (lengths > size))[0])
         end = int(starts[i]) - 1 + int(lengths[i])
-        raise ValueError(f'RLE run {i} ends at pixel {end}, beyond the mask '
-                         f'of {size} pixels')
+        raise _run_error(
+            i, f'RLE run {i} ends at pixel {end}, beyond the mask of {size} '
+            'pixels', (int(starts[i]), int(lengths[i])))
     starts = starts - 1
     ends = starts + lengths
     gaps = starts[1:] - ends[:-1]
     if gaps.size and gaps.min() < 0:
         i = int(np.flatnonzero(gaps < 0)[0])
-        raise ValueError(
+        raise _run_error(
+            i + 1,
             f'RLE runs {i} and {i + 1} overlap or are out of order (run {i} '
             f'covers pixels {starts[i] + 1}..{ends[i]}, run {i + 1} starts at '
-            f'{starts[i + 1] + 1}); runs should be sorted and disjoint')
+            f'{starts[i + 1] + 1}); runs should be sorted and disjoint',
+            int(starts[i + 1] + 1))
     if ends[-1] > size:
-        raise ValueError(f'RLE run {starts.size - 1} ends at pixel {ends[-1]}'
-                         f', beyond the mask of {size} pixels')
+        i = starts.size - 1
+        raise _run_error(
+            i, f'RLE run {i} ends at pixel {ends[-1]}, beyond the mask of '
+            f'{size} pixels', (int(starts[i] + 1), int(lengths[i])))
     return starts, ends, lengths, gaps
 
 
@@ -283,9 +335,10 @@ def parse_rle(rle: str, size: int) -> Tuple[np.ndarray, np.ndarray]:
         ends, sorted and non-overlapping.
 
     Raises:
-        ValueError: naming the problem: not a string, a token that is not an
-            integer, an odd count, a start < 1 or a length < 1, runs out of
-            order or overlapping, or a run past pixel ``size``.
+        InputError: (a ``ValueError``) naming the problem, the token or run
+            and its value: not a string, a token that is not ASCII digits,
+            an odd count, a start < 1 or a length < 1, runs out of order or
+            overlapping, or a run past pixel ``size``.
     """
     starts, ends, _, _ = _validate(_parse_values(rle), int(size))
     return starts, ends
@@ -303,7 +356,7 @@ def rle_decode(rle: str, shape: Sequence[int]) -> np.ndarray:
         np.ndarray: ``shape`` uint8 mask of 0/1.
 
     Raises:
-        ValueError: for an invalid string (see :func:`parse_rle`).
+        InputError: for an invalid string (see :func:`parse_rle`).
 
     Examples:
         >>> rle_decode('2 2 6 1', (2, 3))
@@ -356,7 +409,7 @@ def rle_area(rle: str, size: int) -> int:
         int: Sum of the run lengths.
 
     Raises:
-        ValueError: for an invalid string (see :func:`parse_rle`).
+        InputError: for an invalid string (see :func:`parse_rle`).
     """
     _, _, lengths, _ = _validate(_parse_values(rle), int(size))
     return int(lengths.sum())

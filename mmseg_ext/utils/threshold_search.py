@@ -22,14 +22,16 @@ Probabilities are cached as uint8 (``round(255 p)``, an error of at most
 packed bits: :class:`ProbabilityCache`.
 """
 import json
-import os
 import os.path as osp
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .dice import dice_from_counts
+from .ensemble import quantize_probs
 from .io import atomic_path, dump_json_atomic
+from .plotting import new_figure, save_figure
 
 CACHE_INDEX = 'index.json'
 CACHE_VERSION = 1
@@ -53,12 +55,13 @@ def competition_dice(counts: np.ndarray) -> Tuple[float, int]:
         (0.375, 2)
     """
     counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
-    total = counts[:, 1] + counts[:, 2]
-    scored = total > 0
+    dice = dice_from_counts(counts[:, 0], counts[:, 1], counts[:, 2], eps=0,
+                            empty='skip')
+    scored = ~np.isnan(dice)
     num = int(scored.sum())
     if num == 0:
         return 1.0, 0
-    return float((2 * counts[scored, 0] / total[scored]).mean()), num
+    return float(dice[scored].mean()), num
 
 
 def mean_dice(counts: np.ndarray) -> float:
@@ -73,18 +76,10 @@ def mean_dice(counts: np.ndarray) -> float:
     counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
     if counts.shape[0] == 0:
         return 1.0
-    total = counts[:, 1] + counts[:, 2]
-    dice = np.where(total > 0, 2 * counts[:, 0] / np.maximum(total, 1), 1.0)
-    return float(dice.mean())
-
-
-def quantize_probs(probs: np.ndarray) -> np.ndarray:
-    """``(H, W)`` probabilities in ``[0, 1]`` to uint8 ``round(255 p)``."""
-    probs = np.asarray(probs)
-    if probs.dtype == np.uint8:
-        return probs
-    return np.clip(np.rint(probs.astype(np.float32) * 255), 0,
-                   255).astype(np.uint8)
+    return float(
+        dice_from_counts(
+            counts[:, 0], counts[:, 1], counts[:, 2], eps=0,
+            empty='one').mean())
 
 
 def threshold_level(threshold: float) -> int:
@@ -317,14 +312,10 @@ def plot_search(result: Dict, path: str) -> None:
         result (dict): From :func:`search_threshold`.
         path (str): Output ``.png`` (written atomically).
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     score = np.asarray(result['score'])
-    fig, ax = plt.subplots(
-        figsize=(1.2 + 0.7 * len(result['min_areas']),
-                 1.2 + 0.35 * len(result['thresholds'])))
+    fig = new_figure((1.2 + 0.7 * len(result['min_areas']),
+                      1.2 + 0.35 * len(result['thresholds'])))
+    ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(score, cmap='viridis', aspect='auto')
     ax.set_xticks(range(len(result['min_areas'])),
                   [str(a) for a in result['min_areas']])
@@ -346,10 +337,7 @@ def plot_search(result: Dict, path: str) -> None:
                  fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def parse_range(text: str, cast=float) -> List:

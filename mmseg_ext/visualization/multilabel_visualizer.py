@@ -13,10 +13,7 @@ from mmseg.registry import VISUALIZERS
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
-from mmseg_ext.datasets.transforms.multilabel_transforms import \
-    pipeline_channels
-from mmseg_ext.utils.multilabel import (num_packed_channels,
-                                        unpack_multilabel_torch)
+from mmseg_ext.utils.multilabel import as_unpacked, is_packed
 
 __all__ = [
     'MultiLabelSegLocalVisualizer', 'blend_multilabel_masks', 'class_crops',
@@ -306,17 +303,14 @@ class MultiLabelSegLocalVisualizer(SegLocalVisualizer):
             data = data[None]
         if data.dim() != 3:
             return None
-        if data.dtype == torch.int16:
+        if is_packed(data):
             if num_classes is None:
                 raise ValueError(
                     'a packed int16 `gt_sem_seg` needs the number of classes '
                     '(the sample\'s `num_classes` metainfo or the dataset '
                     'meta `classes`), but got neither for shape '
                     f'{tuple(data.shape)}')
-            if data.shape[0] == pipeline_channels(num_classes):
-                data = data[:num_packed_channels(num_classes)]
-            data = unpack_multilabel_torch(data, num_classes,
-                                           self.ignore_index)
+            data = as_unpacked(data, num_classes, self.ignore_index)
         elif data.dtype == torch.bool:
             return data.numpy(), None
         elif data.dtype == torch.uint8:

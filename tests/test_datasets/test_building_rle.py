@@ -3,6 +3,7 @@ import csv
 import filecmp
 import os
 import os.path as osp
+import re
 import shutil
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 from mmseg.registry import DATASETS
 
 from mmseg_ext.datasets import BuildingRLEDataset
-from mmseg_ext.datasets.building_rle import CSVRowError, split_indices
+from mmseg_ext.datasets.building_rle import (CSVRowError, read_rle_csv,
+                                            split_indices)
 from mmseg_ext.datasets.generators.building import generate_buildings
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.rle import rle_decode
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadRLEAnnotations')]
@@ -175,7 +178,7 @@ def test_test_csv_without_mask_column(building_root):
     assert len(ds) == 30 and ds.has_rle is False
     assert ds.get_data_info(0)['mask_rle'] is None
     assert ds[0]['img'].shape == (32, 32, 3)
-    with pytest.raises(CSVRowError, match=r'test\.csv, line 1: the header'):
+    with pytest.raises(CSVRowError, match=r'test\.csv: line 1: the header'):
         _build(root, ann_file='test.csv', split='train')
 
 
@@ -192,7 +195,10 @@ def _copy_with_csv(src, dst, lines):
     ('TRAIN_0001,./train_img/NOPE.png,-1', 'does not exist'),
     ('TRAIN_0001,./train_img/TRAIN_0001.png,1 2 3', 'even number of values'),
     ('TRAIN_0001,./train_img/TRAIN_0001.png,5 2 1 2', 'overlap or are out'),
-    ('TRAIN_0001,./train_img/TRAIN_0001.png,1 x', "token 'x'"),
+    ('TRAIN_0001,./train_img/TRAIN_0001.png,1 x',
+     "field 'mask_rle'.*got 'x'"),
+    ('TRAIN_0001,./train_img/TRAIN_0001.png,1_0 2',
+     "field 'mask_rle'.*got '1_0'"),
     ('TRAIN_0000,./train_img/TRAIN_0001.png,-1', 'duplicate img_id'),
     (',./train_img/TRAIN_0001.png,-1', 'should not be empty'),
 ])
@@ -203,7 +209,7 @@ def test_bad_rows_name_the_csv_line(building_root, tmp_path, bad_line, match):
         'TRAIN_0000,./train_img/TRAIN_0000.png,-1',
         bad_line,
     ])
-    with pytest.raises(CSVRowError, match=r'train\.csv, line 3: .*' + match):
+    with pytest.raises(CSVRowError, match=r'train\.csv: line 3\b.*' + match):
         _build(dst, split='all')
 
 
@@ -213,7 +219,7 @@ def test_missing_column_names_the_header_line(building_root, tmp_path):
         'img_id,path,mask_rle', 'TRAIN_0000,./train_img/TRAIN_0000.png,-1'
     ])
     with pytest.raises(CSVRowError,
-                       match=r"train\.csv, line 1: .*missing \['img_path'\]"):
+                       match=r"train\.csv: line 1: .*missing \['img_path'\]"):
         _build(dst, split='all')
 
 
@@ -227,10 +233,11 @@ def test_runs_beyond_the_image_fail_at_load(building_root, tmp_path):
     ds = _build(dst, split='all')  # the size is unknown at init
     ds[0]
     with pytest.raises(CSVRowError,
-                       match=r'train\.csv, line 3 \(TRAIN_0001\): .*beyond'):
+                       match=r"train\.csv: line 3 \(TRAIN_0001\), field "
+                       r"'mask_rle' \(for the 64x64 image\): .*beyond"):
         ds[1]
     # With image_size the range is checked at init.
-    with pytest.raises(CSVRowError, match=r'train\.csv, line 3: .*beyond'):
+    with pytest.raises(CSVRowError, match=r'train\.csv: line 3\b.*beyond'):
         _build(dst, split='all', image_size=(64, 64))
 
 
@@ -238,7 +245,7 @@ def test_image_size_mismatch_names_the_line(building_root):
     root, _ = building_root
     ds = _build(root, split='all', image_size=(80, 64))
     with pytest.raises(CSVRowError,
-                       match=r'train\.csv, line 2 \(TRAIN_0000\): the image '
+                       match=r'train\.csv: line 2 \(TRAIN_0000\): the image '
                        r'is 64x64.*80x64'):
         ds[0]
 
@@ -254,7 +261,7 @@ def test_unreadable_image_names_the_line(building_root, tmp_path):
         f.write(b'not a png')
     ds = _build(dst, split='all')
     with pytest.raises(CSVRowError,
-                       match=r'train\.csv, line 3: cannot load '
+                       match=r'train\.csv: line 3: cannot load '
                        r"'TRAIN_0001'"):
         ds[1]
 
@@ -266,3 +273,54 @@ def test_bad_arguments():
         BuildingRLEDataset(image_size=(0, 4), lazy_init=True)
     with pytest.raises(ValueError, match='`reduce_zero_label` should be'):
         BuildingRLEDataset(reduce_zero_label=True, lazy_init=True)
+
+
+def _write_bytes(tmp_path, data, name='train.csv'):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize('data, line, field, match', [
+    (b'', 1, None, 'the file is empty; expected a header such as'),
+    (b'img_id,img_path,mask_rle\n', 2, None,
+     'the file has a header but no rows'),
+    (b'img_id,img_path,mask_rle\n\n\n', 4, None, 'header but no rows'),
+    (b'img_id,img_path,img_id,mask_rle\na,b,c,d\n', 1, None,
+     r"the column\(s\) \['img_id'\] more than once"),
+    (b'img_id,img_path,mask_rle\nA,a.png,-1\nB,b.png,\xff\xfe1 2\n', 3, None,
+     r"byte 44 is not UTF-8: got b'\\xff\\xfe1 '; expected a UTF-8"),
+    ('img_id,img_path\nA,a.png\n'.encode('utf-16'), 1, None,
+     'UTF-16 BOM: save the file as UTF-8'),
+    (b'img_id,img_path,mask_rle\nA,a.png,-1\nA,b.png,-1\n', 3, 'img_id',
+     r"duplicate img_id 'A' \(first on line 2\)"),
+    (b'img_id,img_path,mask_rle\nA,a.png,-1\n  ,b.png,-1\n', 3, 'img_id',
+     'should not be empty'),
+    (b'img_id,img_path,mask_rle\nA,a.png,-1\nB, ,-1\n', 3, 'img_path',
+     'should not be empty'),
+])
+def test_read_rle_csv_bad_files(tmp_path, data, line, field, match):
+    path = _write_bytes(tmp_path, data)
+    with pytest.raises(CSVRowError) as err:
+        read_rle_csv(path)
+    where = f'line {line}' + (f', field {field!r}' if field else '')
+    assert str(err.value).startswith(f'{path}: {where}: '), str(err.value)
+    assert re.search(match, str(err.value)), str(err.value)
+    assert err.value.path == path and err.value.where == where
+    assert isinstance(err.value, InputError)
+    assert '\n' not in str(err.value)
+
+
+def test_read_rle_csv_accepts_bom_and_long_rles(tmp_path):
+    # An RLE of a noisy 1024 x 1024 mask is megabytes: past the csv
+    # module's default field limit, which is restored afterwards.
+    long_rle = ' '.join(f'{2 * i + 1} 1' for i in range(200000))
+    limit = csv.field_size_limit()
+    path = _write_bytes(tmp_path, ('\ufeffimg_id,img_path,mask_rle\n'
+                                   f'A,a.png,{long_rle}\nB,b.png,-1\n'
+                                   ).encode('utf-8'))
+    rows, has_rle = read_rle_csv(path)
+    assert has_rle and [r['img_id'] for r in rows] == ['A', 'B']
+    assert rows[0]['mask_rle'] == long_rle and rows[1]['mask_rle'] == ''
+    assert [r['csv_line'] for r in rows] == [2, 3]
+    assert csv.field_size_limit() == limit

@@ -17,11 +17,14 @@ from mmseg.registry import DATASETS
 from mmseg_ext.datasets import HandBoneDataset
 from mmseg_ext.datasets.converters.hand_bone import (HandBoneAnnotationError,
                                                      convert_hand_bone,
+                                                     find_self_intersection,
                                                      make_group_folds,
-                                                     rasterize_polygons)
+                                                     rasterize_polygons,
+                                                     read_hand_bone_json)
 from mmseg_ext.datasets.generators.hand_bone import (HAND_BONE_CLASSES,
                                                      generate_hand_bone,
                                                      hand_bone_masks)
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.multilabel import (pack_multilabel, read_packed_label,
                                         unpack_multilabel)
 
@@ -434,3 +437,100 @@ def test_dataset_errors_point_to_the_converter(generated, fresh):
         HandBoneDataset(data_root=fresh, split='val', fold=None)
     with pytest.raises(TypeError, match='sets `data_prefix`'):
         HandBoneDataset(data_root=fresh, data_prefix=dict(img_path='x'))
+
+
+NEW_BAD_CASES = {
+    # a list label stopped the worker pool with "unhashable type: 'list'"
+    'list_label': (_set(3, 'label', ['finger-4']),
+                   r'annotation 3: "label" should be a str \(a class name\), '
+                   r"but got list \['finger-4'\]"),
+    'dict_label': (_set(3, 'label', {'name': 'finger-4'}),
+                   r'annotation 3: "label" should be a str'),
+    # 3e9 wrapped around int32 into a wrong mask with a numpy warning
+    'huge_point': (_set(4, 'points', [[1, 1], [3e9, 5], [4, 9]]),
+                   r"annotation 4 \('finger-5'\): point 1 \[3000000000.0, "
+                   r'5.0\] is more than 1048576 pixels'),
+    'bool_point': (_set(4, 'points', [[1, 1], [True, 5], [4, 9]]),
+                   r'"points" should be a list of \[x, y\] numbers'),
+    'string_point': (_set(4, 'points', [[1, 1], ['5', 5], [4, 9]]),
+                     r'"points" should be a list of \[x, y\] numbers'),
+    'three_coords': (_set(4, 'points', [[1, 1, 0], [5, 5, 0], [4, 9, 0]]),
+                     r'"points" should be a list of \[x, y\] numbers'),
+    'points_not_list': (_set(4, 'points', 'M 1 1 L 5 5'),
+                        r'"points" should be a list of \[x, y\] numbers'),
+    'annotation_not_dict': (lambda d: d['annotations'].insert(0, 'x'),
+                            r'annotation 0 should have "label" and "points"'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(NEW_BAD_CASES))
+def test_bad_values_are_errors_with_file_and_field(fresh, case):
+    edit, match = NEW_BAD_CASES[case]
+    rel, json_path = _first(fresh)
+    _edit_json(json_path, edit)
+    with pytest.raises(HandBoneAnnotationError) as err:
+        read_hand_bone_json(json_path, (SIZE, SIZE))
+    assert isinstance(err.value, InputError)
+    assert err.value.path == json_path
+    assert err.value.where.startswith('annotation ')
+    assert str(err.value).startswith(f'{json_path}: annotation ')
+    assert re.search(match, str(err.value)), str(err.value)
+
+
+def test_unparsable_json_is_an_error(tmp_path):
+    path = str(tmp_path / 'a.json')
+    for text in ('{"annotations": [', '[' * 100000,
+                 '{"annotations": [{"label": "Radius", "points": [[1, '
+                 + '1' * 5000 + ']]}]}'):
+        with open(path, 'w') as f:
+            f.write(text)
+        with pytest.raises(HandBoneAnnotationError,
+                           match=f'{re.escape(path)}: cannot be read as JSON'):
+            read_hand_bone_json(path, (SIZE, SIZE))
+
+
+def test_list_label_is_skipped_with_worker_processes(fresh):
+    # The converter's pool used to stop on it, --skip-bad or not.
+    rel, json_path = _first(fresh)
+    _edit_json(json_path, _set(0, 'label', ['finger-1']))
+    summary = convert_hand_bone(fresh, num_folds=2, nproc=2, skip_bad=True,
+                                show_progress=False)
+    assert summary['bad'] == [rel]
+    assert len(summary['converted']) == 5
+
+
+def test_self_intersecting_polygon_warns_and_is_converted(fresh):
+    rel, json_path = _first(fresh)
+    # a bow-tie with unequal lobes (nonzero area)
+    _edit_json(json_path, _set(27, 'points',
+                               [[10, 10], [60, 40], [60, 10], [10, 60]]))
+    summary = convert_hand_bone(fresh, num_folds=2, show_progress=False)
+    assert rel in summary['converted']
+    crossing = [w for w in summary['warnings'] if 'crosses itself' in w]
+    assert crossing == [f"{json_path}: annotation 27 ('Radius'): the polygon "
+                        'crosses itself (edge 0 meets edge 2, points rounded '
+                        'to pixels); it is rasterised as cv2.fillPoly fills '
+                        'it (regions covered an odd number of times may be '
+                        'left empty)']
+
+
+@pytest.mark.parametrize('pts, expected', [
+    ([[0, 0], [10, 0], [10, 10], [0, 10]], None),
+    ([[0, 0], [0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], None),  # repeats
+    ([[0, 0], [10, 10], [10, 0], [0, 10]], (0, 2)),  # bow-tie
+    ([[0, 0], [10, 0], [10, 10], [5, 0], [0, 10]], (0, 2)),  # touches
+    ([[0, 0], [10, 0], [10, 5], [0, 5], [0, 10], [10, 10], [10, 0]],
+     (0, 5)),  # collinear overlap of edges 0 and 6 -> first pair (0, 5)
+])
+def test_find_self_intersection(pts, expected):
+    assert find_self_intersection(np.array(pts)) == expected
+
+
+def test_error_survives_pickling():
+    import pickle
+    err = HandBoneAnnotationError('a.json: annotation 3: bad', path='a.json',
+                                  where='annotation 3', value=[1])
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is HandBoneAnnotationError
+    assert str(back) == str(err) and back.where == 'annotation 3'
+    assert back.value == [1]

@@ -80,8 +80,8 @@ def test_dataset(data_root):
 
 def test_pixel_counter(data_root):
     if 'PackedLabelPixelCounter' not in TASK_UTILS.module_dict:
-        pytest.skip('PackedLabelPixelCounter (engine/hooks/'
-                    'packed_label_counter.py) is not registered yet')
+        pytest.skip('PackedLabelPixelCounter (datasets/pixel_counters/'
+                    'packed_label_pixel_counter.py) is not registered yet')
     dataset = build_dataset(data_root)
     counter = TASK_UTILS.build(dataset.get_pixel_counter())
     counter.setup(dataset)

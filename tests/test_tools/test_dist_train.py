@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 import mmseg_ext  # noqa: F401
 from mmseg.registry import HOOKS
-from mmseg_ext.engine import launch
+from mmseg_ext.engine import dist_launch
 from mmseg_ext.engine.launch import (replace_gpu_only_norms,
                                      setup_cpu_distributed)
 
@@ -123,8 +123,8 @@ def test_setup_cpu_distributed_noop_without_launcher():
 def no_cuda(monkeypatch):
     """Pretend there is no CUDA device; record process-group set-ups."""
     calls = []
-    monkeypatch.setattr(launch, '_cuda_available', lambda: False)
-    monkeypatch.setattr(launch, 'init_cpu_process_group',
+    monkeypatch.setattr(dist_launch, '_cuda_available', lambda: False)
+    monkeypatch.setattr(dist_launch, 'init_cpu_process_group',
                         lambda launcher, timeout=None: calls.append(
                             (launcher, timeout)))
     return calls

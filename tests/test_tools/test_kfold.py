@@ -152,6 +152,61 @@ def test_find_checkpoint(tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_9.pth'))
     assert find_checkpoint(str(tmp_path), 'last') == \
         str(tmp_path / 'iter_9.pth')
+    # a relative record (mmengine's find_latest_checkpoint returns it as
+    # written), a stale one (file deleted): the highest number
+    (tmp_path / 'last_checkpoint').write_text('iter_9.pth')
+    assert find_checkpoint(str(tmp_path), 'last') == \
+        str(tmp_path / 'iter_9.pth')
+    os.remove(tmp_path / 'iter_9.pth')
+    assert find_checkpoint(str(tmp_path), 'last') == \
+        str(tmp_path / 'iter_10.pth')
+    open(tmp_path / 'best_mDice_iter_4.pth', 'wb').close()
+    assert find_checkpoint(str(tmp_path)) == \
+        str(tmp_path / 'best_mDice_iter_4.pth')
+    with pytest.raises(ValueError, match="`which` should be"):
+        find_checkpoint(str(tmp_path), 'first')
+
+
+def test_train_folds_runs_the_package_module(tmp_path, monkeypatch):
+    """Folds run ``python -m mmseg_ext.tools.train`` (no path into a
+    checkout), or ``train_script`` when given; --resume where a checkpoint
+    exists; finished folds are skipped."""
+    import subprocess
+    import sys
+
+    from mmseg_ext.apis import kfold
+
+    for k in range(2):
+        os.makedirs(tmp_path / f'fold{k}')
+        (tmp_path / f'fold{k}' / 'config.py').write_text('')
+    calls = []
+
+    def fake_run(cmd, env=None):
+        calls.append((cmd, env))
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        open(osp.join(work_dir, 'iter_1.pth'), 'wb').close()
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(kfold.subprocess, 'run', fake_run)
+    assert kfold.train_folds(str(tmp_path), train_args=['--amp']) == [0, 1]
+    cmd, env = calls[0]
+    assert cmd[:3] == [sys.executable, '-m', 'mmseg_ext.tools.train']
+    assert cmd[3:] == [str(tmp_path / 'fold0' / 'config.py'), '--work-dir',
+                       str(tmp_path / 'fold0'), '--amp']
+    import mmseg_ext
+    parent = osp.dirname(osp.dirname(osp.abspath(mmseg_ext.__file__)))
+    assert parent in env['PYTHONPATH'].split(os.pathsep) or \
+        parent in __import__('site').getsitepackages()
+    with open(tmp_path / 'fold1' / kfold.DONE_JSON) as f:
+        assert json.load(f)['checkpoint'] == str(tmp_path / 'fold1' /
+                                                 'iter_1.pth')
+    # resume: fold 1 finished (skipped), fold 0 started (--resume)
+    os.remove(tmp_path / 'fold0' / kfold.DONE_JSON)
+    calls.clear()
+    assert kfold.train_folds(str(tmp_path), resume=True,
+                             train_script='my_train.py') == [0]
+    assert calls[0][0][:2] == [sys.executable, 'my_train.py']
+    assert calls[0][0][-1] == '--resume'
 
 
 def test_kfold_cli_trains_two_folds(tools, hand_bone_root, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mmseg_ext.engine import launch
+from mmseg_ext.engine import amp
 from mmseg_ext.engine.compat import apply_compat_patches
 from mmseg_ext.engine.launch import AmpUnavailableError, check_amp_config
 
@@ -94,7 +94,7 @@ def test_amp_without_cuda_fails_early(tools, toy_data_root, tmp_path):
 
 def test_amp_optim_wrapper_in_config_without_cuda_raises(monkeypatch):
     from mmengine.config import Config
-    monkeypatch.setattr(launch, '_cuda_available', lambda: False)
+    monkeypatch.setattr(amp, '_cuda_available', lambda: False)
     cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper')))
     with pytest.raises(AmpUnavailableError, match='needs a CUDA device'):
         check_amp_config(cfg)

@@ -105,3 +105,19 @@ def test_table_and_report(tmp_path):
     with open(paths['png'], 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     assert not list(tmp_path.glob('.*'))  # no temporary files left
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(method='nope'), '`method` should be one of'),
+    (dict(beta=1.0), r'`beta` should be in \(0, 1\)'),
+    (dict(normalize='max'), '`normalize` should be one of'),
+    (dict(max_ratio=0.5), '`max_ratio` should be >= 1'),
+])
+def test_check_class_weight_args(kwargs, match):
+    from mmseg_ext.utils.class_weights import check_class_weight_args
+    args = dict(method='inverse_freq', beta=0.99, normalize='mean',
+                max_ratio=None)
+    check_class_weight_args(**args)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        check_class_weight_args(**args)

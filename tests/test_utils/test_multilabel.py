@@ -142,3 +142,46 @@ def test_read_packed_label_rejects_other_class_count(tmp_path):
         read_packed_label(path, 3)
     with pytest.raises(ValueError, match='C=40 classes'):
         read_packed_label(path, 40)
+
+
+@pytest.mark.parametrize('num_classes', [1, 15, 29, 40])
+def test_as_unpacked_packed_and_pipeline_channels(num_classes):
+    from mmseg_ext.utils.multilabel import as_unpacked, pipeline_channels
+    masks, ignore = random_masks(num_classes)
+    packed = pack_multilabel(masks, ignore)  # (H, W, K) uint16
+    expected = unpack_multilabel(packed, num_classes)
+    chw = torch.from_numpy(packed.view(np.int16).transpose(2, 0, 1).copy())
+    k = num_packed_channels(num_classes)
+    assert pipeline_channels(num_classes) == (3 if k == 2 else k)
+    # the pipeline's zero channel (K = 2 -> 3) is dropped
+    pipe = torch.cat(
+        [chw, chw.new_zeros((pipeline_channels(num_classes) - k, ) +
+                            chw.shape[1:])])
+    for tensor in (chw, pipe):
+        out = as_unpacked(tensor, num_classes)
+        assert out.dtype == torch.uint8
+        np.testing.assert_array_equal(out.numpy(), expected)
+        batch = as_unpacked(torch.stack([tensor, tensor]), num_classes, 7)
+        assert batch.shape == (2, num_classes) + masks.shape[1:]
+        assert (batch[:, :, torch.from_numpy(ignore)] == 7).all()
+    # ignore_index=None means 255
+    np.testing.assert_array_equal(
+        as_unpacked(chw, num_classes, None).numpy(), expected)
+
+
+def test_as_unpacked_passes_other_labels_through():
+    from mmseg_ext.utils.multilabel import as_unpacked, is_packed
+    unpacked = torch.zeros((3, 4, 4), dtype=torch.uint8)
+    labels = torch.zeros((1, 4, 4), dtype=torch.int64)
+    array = np.zeros((3, 4, 4), np.int16)
+    for label in (unpacked, labels, array):
+        assert as_unpacked(label, 3) is label
+    assert not is_packed(array) and is_packed(labels.to(torch.int16))
+
+
+def test_as_unpacked_bad_channels():
+    from mmseg_ext.utils.multilabel import as_unpacked
+    with pytest.raises(ValueError, match=r'C=29 classes should have shape'):
+        as_unpacked(torch.zeros((5, 4, 4), dtype=torch.int16), 29)
+    with pytest.raises(ValueError, match=r'C=3 classes should have shape'):
+        as_unpacked(torch.zeros((4, 4), dtype=torch.int16), 3)

@@ -74,6 +74,13 @@ def test_component_table_and_counts_hand_built():
 
 def test_quantization_and_levels():
     assert quantize_probs(np.array([0.0, 0.5, 1.0])).tolist() == [0, 128, 255]
+    # one implementation, shared with the ensemble; uint8 is not re-scaled
+    from mmseg_ext.utils import ensemble
+    assert quantize_probs is ensemble.quantize_probs
+    q = np.array([[0, 3, 128, 255]], np.uint8)
+    assert quantize_probs(q) is q
+    assert quantize_probs(quantize_probs(np.array([0.2, 0.7]))).tolist() == \
+        [51, 178]
     assert threshold_level(0.5) == 127
     with pytest.raises(ValueError, match='`threshold` should be in'):
         threshold_level(1.0)

@@ -32,8 +32,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
-from mmseg_ext.engine.hooks.pixel_counters import (count_dataset_pixels,
-                                                   unwrap_dataset)
+from mmseg_ext.datasets.pixel_counters import (count_dataset_pixels,
+                                              unwrap_dataset)
 from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
                                            class_weight_table,
                                            compute_class_weights,

@@ -137,7 +137,7 @@ def cache_from_dir(cfg: Config, prob_dir: str,
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
 
-    from mmseg_ext.engine.hooks.rle_counter import read_image_size
+    from mmseg_ext.datasets.pixel_counters import read_image_size
     from mmseg_ext.utils.rle import rle_decode
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     ds_cfg = cfg.val_dataloader.dataset.copy()

@@ -1,3 +1,4 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
+from .annotation_loaders import *  # noqa: F401,F403
 from .building_transforms import *  # noqa: F401,F403
 from .multilabel_transforms import *  # noqa: F401,F403

@@ -1,7 +1,7 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Transforms of the building pipeline: RLE masks and a shape-safe Albu."""
 import copy
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import cv2
 from mmcv.transforms import BaseTransform
@@ -9,18 +9,26 @@ from mmseg.datasets.transforms import Albu
 from mmseg.registry import TRANSFORMS
 
 from mmseg_ext.datasets.building_rle import CSVRowError, normalize_rle
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.rle import rle_decode
 
 
 def _row_context(results: dict) -> str:
-    """``'train.csv, line 12 (TRAIN_0010)'`` when the data info has them."""
-    where = results.get('csv_path')
-    if where is None:
-        return f'image {results.get("img_path")!r}'
-    ctx = f'{where}, line {results.get("csv_line", "?")}'
+    """``'train.csv: line 12 (TRAIN_0010)'`` when the data info has them."""
+    path, where = _row_place(results)
+    return f'{path}: {where}' if where else path
+
+
+def _row_place(results: dict) -> Tuple[str, Optional[str]]:
+    """``(file, place in it)``: the CSV and ``'line 12 (TRAIN_0010)'``, or
+    the image and None."""
+    path = results.get('csv_path')
+    if path is None:
+        return f'image {results.get("img_path")!r}', None
+    where = f'line {results.get("csv_line", "?")}'
     if results.get('img_id') is not None:
-        ctx += f' ({results["img_id"]})'
-    return ctx
+        where += f' ({results["img_id"]})'
+    return path, where
 
 
 @TRANSFORMS.register_module()
@@ -86,10 +94,13 @@ class LoadRLEAnnotations(BaseTransform):
                 f'{results["height"]}x{results["width"]} (`image_size`)')
         try:
             mask = rle_decode(normalize_rle(rle), shape)
-        except ValueError as e:
-            raise CSVRowError(
-                f'{_row_context(results)}: `{self.rle_key}` does not fit the '
-                f'{shape[0]}x{shape[1]} image: {e}') from None
+        except InputError as e:
+            path, where = _row_place(results)
+            raise e.located(
+                path, ', '.join(x for x in (
+                    where, f'field {self.rle_key!r} (for the {shape[0]}x'
+                    f'{shape[1]} image)') if x),
+                cls=CSVRowError) from None
         results['gt_seg_map'] = mask
         seg_fields = list(results.get('seg_fields', []))
         if 'gt_seg_map' not in seg_fields:

@@ -1,13 +1,15 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
+# The pixel counters live in mmseg_ext.datasets.pixel_counters (TASK_UTILS,
+# not hooks); their names stay importable from here.
+from mmseg_ext.datasets.pixel_counters import (
+    LabelMapPixelCounter, PackedLabelPixelCounter, PixelCounter,
+    RLEPixelCounter, build_counter, count_dataset_pixels, read_label_map,
+    resolve_counter, unwrap_dataset)
 from .class_weight_hook import ClassWeightHook, iter_head_losses
-from .pixel_counters import (LabelMapPixelCounter, PixelCounter,
-                             build_counter, count_dataset_pixels,
-                             read_label_map, resolve_counter, unwrap_dataset)
 
 __all__ = [
     'ClassWeightHook', 'iter_head_losses', 'PixelCounter',
     'LabelMapPixelCounter', 'build_counter', 'count_dataset_pixels',
-    'read_label_map', 'resolve_counter', 'unwrap_dataset'
+    'read_label_map', 'resolve_counter', 'unwrap_dataset',
+    'PackedLabelPixelCounter', 'RLEPixelCounter'
 ]
-from .packed_label_counter import *  # noqa: F401,F403,E402
-from .rle_counter import *  # noqa: F401,F403,E402

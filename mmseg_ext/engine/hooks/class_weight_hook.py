@@ -10,12 +10,14 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from mmseg_ext.datasets.pixel_counters import (PixelCounter,
+                                              count_dataset_pixels,
+                                              unwrap_dataset)
 from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
                                            NORMALIZE_MODES,
                                            class_weight_table,
                                            compute_class_weights,
                                            save_class_weight_report)
-from .pixel_counters import PixelCounter, count_dataset_pixels, unwrap_dataset
 
 
 def _as_list(module: Optional[nn.Module]) -> List[nn.Module]:
@@ -76,9 +78,9 @@ class ClassWeightHook(Hook):
     (with a warning if the labels now give different ones).
 
     Counting other label formats: see
-    :class:`mmseg_ext.engine.hooks.PixelCounter`; a dataset names its counter
-    with ``get_pixel_counter()`` or a ``pixel_counter`` class attribute, and
-    ``counter`` here overrides both.
+    :class:`mmseg_ext.datasets.pixel_counters.PixelCounter`; a dataset names
+    its counter with ``get_pixel_counter()`` or a ``pixel_counter`` class
+    attribute, and ``counter`` here overrides both.
 
     Args:
         method (str): See :func:`compute_class_weights`.

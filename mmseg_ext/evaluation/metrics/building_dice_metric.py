@@ -12,9 +12,9 @@ from mmengine.logging import print_log
 from mmseg.registry import METRICS
 
 from mmseg_ext.datasets.building_rle import read_rle_csv
+from mmseg_ext.utils.dice import image_counts
 from mmseg_ext.utils.io import atomic_path
-from mmseg_ext.utils.multilabel import (num_packed_channels,
-                                        unpack_multilabel_torch)
+from mmseg_ext.utils.multilabel import as_unpacked
 from mmseg_ext.utils.rle import rle_encode
 from mmseg_ext.utils.threshold_search import competition_dice, mean_dice
 
@@ -56,11 +56,8 @@ def building_counts(pred: torch.Tensor,
     Returns:
         tuple[int, int, int]: The counts.
     """
-    if gt.dtype == torch.int16:  # still packed (K, H, W)
-        num_classes = pred.shape[0] if pred.dim() == 3 else 1
-        gt = unpack_multilabel_torch(
-            gt[:num_packed_channels(num_classes)], num_classes,
-            255 if ignore_index is None else ignore_index)
+    gt = as_unpacked(gt, pred.shape[0] if pred.dim() == 3 else 1,
+                     ignore_index)
     pred = _mask_2d(pred, class_index, '`pred_sem_seg`')
     gt = _mask_2d(gt, class_index if gt.dim() == 3 and gt.shape[0] > 1 else 0,
                   '`gt_sem_seg`').to(pred.device)
@@ -68,13 +65,8 @@ def building_counts(pred: torch.Tensor,
         raise ValueError('`pred_sem_seg` and `gt_sem_seg` should have the '
                          f'same (H, W), but got {tuple(pred.shape)} and '
                          f'{tuple(gt.shape)}')
-    x = pred != 0
-    y = gt == 1
-    if ignore_index is not None:
-        valid = gt != ignore_index
-        x = x & valid
-        y = y & valid
-    return int((x & y).sum()), int(x.sum()), int(y.sum())
+    inter, x, y = image_counts(pred[None], gt[None], ignore_index)[:, 0]
+    return int(inter), int(x), int(y)
 
 
 @METRICS.register_module()

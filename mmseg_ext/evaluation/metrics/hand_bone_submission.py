@@ -17,14 +17,14 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmseg.registry import METRICS
 
-from mmseg_ext.datasets.generators.hand_bone import HAND_BONE_CLASSES
+from mmseg_ext.datasets.hand_bone import HAND_BONE_CLASSES
 from mmseg_ext.utils.io import atomic_path
 from mmseg_ext.utils.multilabel import pack_multilabel, write_packed_label
 from mmseg_ext.utils.rle import rle_encode
 
 __all__ = [
     'HandBoneSubmissionMetric', 'encode_multilabel_masks',
-    'write_submission_csv', 'read_submission_csv'
+    'write_hand_bone_csv', 'write_submission_csv', 'read_submission_csv'
 ]
 
 SUBMISSION_HEADER = ('image_name', 'class', 'rle')
@@ -48,9 +48,9 @@ def encode_multilabel_masks(masks: np.ndarray) -> List[str]:
     return [rle_encode(m) for m in masks]
 
 
-def write_submission_csv(path: str,
-                         records: Iterable[Tuple[str, Sequence[str]]],
-                         classes: Sequence[str] = HAND_BONE_CLASSES) -> int:
+def write_hand_bone_csv(path: str,
+                        records: Iterable[Tuple[str, Sequence[str]]],
+                        classes: Sequence[str] = HAND_BONE_CLASSES) -> int:
     """Write ``image_name,class,rle`` rows atomically, sorted by image.
 
     Args:
@@ -84,6 +84,12 @@ def write_submission_csv(path: str,
                     writer.writerow((name, cls, rle))
                     rows += 1
     return rows
+
+
+#: The old name, kept for existing callers. New code says
+#: ``write_hand_bone_csv``: the building metric has another function of
+#: this name (``building_dice_metric.write_submission_csv``).
+write_submission_csv = write_hand_bone_csv
 
 
 def read_submission_csv(path: str) -> List[Tuple[str, str, str]]:
@@ -204,7 +210,7 @@ class HandBoneSubmissionMetric(BaseMetric):
     def compute_metrics(self, results: list) -> Dict[str, int]:
         """Write the CSV (rank 0, every rank's results gathered)."""
         classes = self._classes()
-        rows = write_submission_csv(self.output_file, results, classes)
+        rows = write_hand_bone_csv(self.output_file, results, classes)
         print_log(
             f'submission with {len(results)} images x {len(classes)} '
             f'classes written to {self.output_file}', logger='current')

@@ -10,9 +10,10 @@ from mmengine.logging import MMLogger, print_log
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
+from mmseg_ext.utils.dice import (dice_from_counts, image_counts,
+                                  iou_from_counts)
 from mmseg_ext.utils.io import dump_json_atomic
-from mmseg_ext.utils.multilabel import (num_packed_channels,
-                                        unpack_multilabel_torch)
+from mmseg_ext.utils.multilabel import as_unpacked
 
 __all__ = ['MultiLabelDiceMetric', 'multilabel_counts', 'dice_iou_scores']
 
@@ -35,12 +36,7 @@ def multilabel_counts(pred: torch.Tensor,
         raise ValueError('`pred_sem_seg` and `gt_sem_seg` should both have '
                          f'shape (C, H, W), but got {tuple(pred.shape)} and '
                          f'{tuple(gt.shape)}')
-    valid = torch.ones_like(gt, dtype=torch.bool) if ignore_index is None \
-        else gt != ignore_index
-    x = (pred != 0) & valid
-    y = (gt == 1) & valid
-    counts = torch.stack([(x & y).sum((1, 2)), x.sum((1, 2)), y.sum((1, 2))])
-    return counts.cpu().numpy().astype(np.int64)
+    return image_counts(pred, gt, ignore_index)
 
 
 def dice_iou_scores(counts: np.ndarray, eps: float = 1e-4) -> tuple:
@@ -59,9 +55,8 @@ def dice_iou_scores(counts: np.ndarray, eps: float = 1e-4) -> tuple:
     """
     counts = np.asarray(counts, dtype=np.float64)
     inter, x, y = counts[:, 0], counts[:, 1], counts[:, 2]
-    dice = (2 * inter + eps) / (x + y + eps)
-    iou = (inter + eps) / (x + y - inter + eps)
-    return dice, iou
+    return (dice_from_counts(inter, x, y, eps, empty='one'),
+            iou_from_counts(inter, x, y, eps, empty='one'))
 
 
 @METRICS.register_module()
@@ -130,12 +125,8 @@ class MultiLabelDiceMetric(BaseMetric):
         """Store the ``(3, C)`` counts of each image."""
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data']
-            gt = sample['gt_sem_seg']['data'].to(pred.device)
-            if gt.dtype == torch.int16:
-                num_classes = pred.shape[0]
-                gt = unpack_multilabel_torch(
-                    gt[:num_packed_channels(num_classes)], num_classes,
-                    255 if self.ignore_index is None else self.ignore_index)
+            gt = as_unpacked(sample['gt_sem_seg']['data'].to(pred.device),
+                             pred.shape[0], self.ignore_index)
             self.results.append(
                 multilabel_counts(pred, gt, self.ignore_index))
 

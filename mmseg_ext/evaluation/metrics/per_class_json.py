@@ -1,17 +1,107 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-"""MMSeg's ``IoUMetric`` that also writes per-class scores as JSON."""
+"""MMSeg's ``IoUMetric`` that also writes per-class scores as JSON, and the
+one reader of that JSON (also written by ``MultiLabelDiceMetric``)."""
+import json
 import math
+import os.path as osp
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
 
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.io import dump_json_atomic
 
-__all__ = ['PerClassIoUMetric', 'per_class_scores']
+__all__ = [
+    'PerClassIoUMetric', 'per_class_scores', 'read_per_class_json',
+    'PerClassJSONError'
+]
+
+
+class PerClassJSONError(InputError):
+    """A per-class JSON that cannot be read (names the file and field)."""
+
+
+def read_per_class_json(path: str,
+                        keys: Sequence[str] = ('dice', 'iou'),
+                        require_classes: bool = False) -> dict:
+    """Read a per-class JSON of ``MultiLabelDiceMetric`` /
+    :class:`PerClassIoUMetric` (``{"classes", "dice", "iou", ...}``).
+
+    Used by ``tools/ensemble.py --scores`` (classwise vote) and the k-fold
+    out-of-fold tables, so both accept and reject the same files.
+
+    Args:
+        path (str): The JSON file.
+        keys (Sequence[str]): Score lists to read. Defaults to
+            ``('dice', 'iou')``.
+        require_classes (bool): Whether the ``classes`` list must be there.
+            Defaults to False.
+
+    Returns:
+        dict: ``classes`` (list of str, or None) and, per key, a ``(C,)``
+        float64 array with NaN where the file has ``null`` (a class never
+        seen).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        PerClassJSONError: (a ``ValueError``) for invalid JSON, a missing
+            field, lists of different lengths, or a value that is not a
+            finite number or ``null`` (naming the file, field and class).
+
+    Examples:
+        >>> scores = read_per_class_json('work_dirs/x/val_scores.json')
+        >>> scores['classes'], scores['dice']
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'per-class JSON {path!r} does not exist')
+    with open(path, encoding='utf-8') as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise PerClassJSONError(
+                path=path, reason=f'not valid JSON ({err})') from err
+    fields = ([] if not require_classes else ['classes']) + list(keys)
+    if not isinstance(data, dict):
+        raise PerClassJSONError(
+            path=path, value=data,
+            expected=f'an object with {fields} lists (MultiLabelDiceMetric'
+            '/PerClassIoUMetric per_class_json)')
+    classes = data.get('classes')
+    if classes is not None or require_classes:
+        if not isinstance(classes, list):
+            raise PerClassJSONError(
+                path=path, where="field 'classes'", value=classes,
+                expected=f'a list of class names (the file should hold '
+                f'{fields} lists)')
+        classes = [str(c) for c in classes]
+    out = dict(classes=classes)
+    for key in keys:
+        values = data.get(key)
+        num = len(classes) if classes is not None else None
+        if not isinstance(values, list) or (num is not None
+                                            and len(values) != num):
+            what = 'a list of numbers' if num is None else \
+                f'a list of {num} numbers (one per class)'
+            raise PerClassJSONError(
+                path=path, where=f'field {key!r}', value=values,
+                expected=f'{what}, null for an unseen class')
+        row = np.full(len(values), np.nan)
+        for c, v in enumerate(values):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                    not math.isfinite(v):
+                name = classes[c] if classes is not None else c
+                raise PerClassJSONError(
+                    path=path, where=f'field {key!r}, class {name!r}',
+                    value=v, expected='a finite number or null')
+            row[c] = float(v)
+        out[key] = row
+    return out
 
 
 def per_class_scores(area_intersect: np.ndarray,

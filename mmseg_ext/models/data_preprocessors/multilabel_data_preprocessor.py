@@ -8,10 +8,9 @@ import torch
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
-from mmseg_ext.datasets.transforms.multilabel_transforms import \
-    pipeline_channels
-from mmseg_ext.utils.multilabel import (VALID_BIT, num_packed_channels,
-                                        unpack_multilabel_torch)
+from mmseg_ext.utils.multilabel import (VALID_BIT, as_unpacked, is_packed,
+                                        num_packed_channels,
+                                        pipeline_channels)
 
 __all__ = ['MultiLabelSegDataPreProcessor']
 
@@ -126,7 +125,7 @@ class MultiLabelSegDataPreProcessor(SegDataPreProcessor):
                 self._check_unpacked(gt, i)
                 if padded:
                     self._ignore_padding(sample)
-            elif gt.dtype == torch.int16:
+            elif is_packed(gt):
                 k = self.num_packed_channels
                 if gt.dim() != 3 or gt.shape[0] not in (
                         k, pipeline_channels(self.num_classes)):
@@ -148,8 +147,8 @@ class MultiLabelSegDataPreProcessor(SegDataPreProcessor):
                 data_samples[i].gt_sem_seg.data[:self.num_packed_channels]
                 for i in indices
             ])
-            unpacked = unpack_multilabel_torch(packed, self.num_classes,
-                                               self.ignore_index)
+            unpacked = as_unpacked(packed, self.num_classes,
+                                   self.ignore_index)
             for i, target in zip(indices, unpacked):
                 gt_sem_seg = data_samples[i].gt_sem_seg
                 del gt_sem_seg.data

@@ -13,6 +13,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, SampleList
 from torch import Tensor
 
+from mmseg_ext.utils.dice import dice_from_counts
+
 __all__ = ['MultiLabelHead', 'multilabel_dice']
 
 DEFAULT_LOSSES = (dict(type='MultiLabelBCELoss', loss_weight=1.0),
@@ -49,9 +51,9 @@ def multilabel_dice(seg_logits: Tensor,
         pred = (seg_logits.detach().float().sigmoid() > threshold) & valid
         gt = (target == 1) & valid
         dims = (0, 2, 3)
-        inter = (pred & gt).sum(dims).float()
-        total = pred.sum(dims).float() + gt.sum(dims).float()
-        return ((2 * inter + eps) / (total + eps)).mean()
+        return dice_from_counts((pred & gt).sum(dims).float(),
+                                pred.sum(dims).float(),
+                                gt.sum(dims).float(), eps).mean()
 
 
 @MODELS.register_module()

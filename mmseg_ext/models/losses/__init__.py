@@ -2,13 +2,16 @@
 # The plain loss functions (``softmax_focal_loss`` ...) live in the modules of
 # the same name; they are not re-exported here so that those names keep
 # pointing at the modules.
+from .base import BaseSegLoss
 from .generalized_dice_loss import GeneralizedDiceLoss
 from .multilabel_bce_loss import MultiLabelBCELoss
-from .sigmoid_focal_loss import MultiLabelFocalLoss
+from .multilabel_focal_loss import MultiLabelFocalLoss
 from .soft_dice_loss import SoftDiceLoss
 from .softmax_focal_loss import SoftmaxFocalLoss
+from .utils import LabelDtypeError, LossInputError
 
 __all__ = [
     'SoftmaxFocalLoss', 'SoftDiceLoss', 'GeneralizedDiceLoss',
-    'MultiLabelBCELoss', 'MultiLabelFocalLoss'
+    'MultiLabelBCELoss', 'MultiLabelFocalLoss', 'BaseSegLoss',
+    'LossInputError', 'LabelDtypeError'
 ]

@@ -4,8 +4,8 @@ from typing import Optional
 import torch
 from mmseg.registry import MODELS
 
-from .utils import (BaseSegLoss, ClassWeight, check_logits, check_mode,
-                    check_non_negative, class_weight_tensor,
+from .base import BaseSegLoss, LossArgs
+from .utils import (ClassWeight, check_mode, check_non_negative,
                     prepare_dice_inputs, reduce_per_image, safe_divide)
 
 
@@ -84,6 +84,9 @@ class GeneralizedDiceLoss(BaseSegLoss):
     with ``w_c = 1 / (sum_i t_ci)^2``, so rare classes weigh as much as
     frequent ones. Ignored entries count nowhere.
 
+    Bad input is handled as in :class:`~.base.BaseSegLoss`: ignored entries
+    contribute nothing, not even NaN; bad labels raise.
+
     Zero reference volume: a class absent from the target (of the image with
     ``per_image``, else of the batch) gets the largest finite weight of the
     other classes there, or 0 if every class is absent (as MONAI's
@@ -109,27 +112,22 @@ class GeneralizedDiceLoss(BaseSegLoss):
             Defaults to 1e-5.
         per_image (bool): GDL per image, then reduced over images; otherwise
             one GDL over the whole batch. Defaults to False.
-        from_logits (bool): Apply softmax/sigmoid. Defaults to True.
-        reduction (str): Over images when ``per_image``: ``'mean'``,
-            ``'sum'`` or ``'none'`` (an ``(N, )`` tensor). Defaults to
-            'mean'.
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
-        ignore_index (int | None): Target value to ignore when the forward
-            call passes none; a forward ``ignore_index`` (mmseg's decode
-            heads pass theirs) takes precedence. Defaults to 255.
+        from_logits (bool), reduction (str), loss_weight (float),
+            ignore_index (int | None): As :class:`SoftDiceLoss`, with the
+            same defaults (True, 'mean', 1.0, 255).
         loss_name (str): Loss-dict key, must start with ``'loss_'``.
             Defaults to 'loss_generalized_dice'.
 
     Returns:
-        Tensor: float32 loss. The forward also takes an optional
-        ``(N, H, W)`` per-pixel ``weight`` that scales each pixel's share of
-        the sums; ``avg_factor`` is accepted and ignored.
+        Tensor: float32 loss; the forward takes what
+        :class:`SoftDiceLoss`'s does.
 
     Raises:
         ValueError: On a bad ``mode``, negative ``smooth``, bad
-            ``reduction`` or ``loss_name``, or (at forward) shapes that do
-            not fit ``mode``, a ``class_weight`` without C entries, or
-            targets outside their range.
+            ``reduction`` or ``loss_name``, or (at forward) a
+            ``class_weight`` without C entries.
+        LossInputError, LabelDtypeError: bad input at forward, see
+            :class:`~.base.BaseSegLoss`.
 
     Examples:
         >>> import torch
@@ -142,6 +140,8 @@ class GeneralizedDiceLoss(BaseSegLoss):
         torch.Size([])
     """
 
+    _repr_keys = ('mode', 'smooth', 'per_image')
+
     def __init__(self,
                  mode: str = 'multiclass',
                  class_weight: ClassWeight = None,
@@ -152,39 +152,27 @@ class GeneralizedDiceLoss(BaseSegLoss):
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = 255,
                  loss_name: str = 'loss_generalized_dice') -> None:
-        super().__init__(
-            class_weight=class_weight,
-            reduction=reduction,
-            loss_weight=loss_weight,
-            ignore_index=ignore_index,
-            loss_name=loss_name)
+        super().__init__(class_weight, reduction, loss_weight, ignore_index,
+                         loss_name)
         self.mode = check_mode(mode)
         self.smooth = check_non_negative('smooth', smooth)
         self.per_image = bool(per_image)
         self.from_logits = bool(from_logits)
 
-    def forward(self,
-                seg_logits: torch.Tensor,
-                seg_label: torch.Tensor,
-                weight: Optional[torch.Tensor] = None,
-                ignore_index: Optional[int] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> torch.Tensor:
-        """Compute the loss; see the class docstring."""
-        ignore_index, reduction = self._resolve(ignore_index,
-                                                reduction_override)
-        check_logits(seg_logits)
-        binary = self.mode == 'binary'
-        class_weight = class_weight_tensor(
-            self.class_weight,
-            2 if binary else seg_logits.shape[1],
-            seg_logits.device,
-            hint=("mode='binary' scores [background, foreground]"
-                  if binary else 'set one weight per channel of the logits'))
-        probs, onehot, mask = prepare_dice_inputs(seg_logits, seg_label,
-                                                  self.mode, ignore_index,
-                                                  self.from_logits, weight)
-        if binary:
+    def class_weight_channels(self, seg_logits: torch.Tensor):
+        """Two channels in ``'binary'`` mode: background and foreground."""
+        if self.mode == 'binary':
+            return 2, "mode='binary' scores [background, foreground]"
+        return super().class_weight_channels(seg_logits)
+
+    def compute(self, seg_logits: torch.Tensor, seg_label: torch.Tensor,
+                args: LossArgs) -> torch.Tensor:
+        """:func:`generalized_dice_loss` on the masked inputs;
+        ``avg_factor`` is not used (a ratio of sums, not a mean)."""
+        probs, onehot, mask = prepare_dice_inputs(
+            seg_logits, seg_label, self.mode, args.ignore_index,
+            self.from_logits, args.weight, args.check)
+        if self.mode == 'binary':
             # The paper's two-class setting: score the background too, else
             # the class weights would have a single class to balance.
             probs = torch.cat([1 - probs, probs], dim=1)
@@ -194,12 +182,7 @@ class GeneralizedDiceLoss(BaseSegLoss):
             probs,
             onehot,
             mask,
-            class_weight=class_weight,
+            class_weight=args.class_weight,
             smooth=self.smooth,
             per_image=self.per_image)
-        return self.loss_weight * reduce_per_image(loss, reduction)
-
-    def extra_repr(self) -> str:
-        """Extra repr."""
-        return (f'mode={self.mode!r}, smooth={self.smooth}, '
-                f'per_image={self.per_image}, ' + super().extra_repr())
+        return reduce_per_image(loss, args.reduction)

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from .utils import (BaseSegLoss, ClassWeight, check_logits,
-                    class_weight_tensor, normalize_class_weight,
-                    prepare_sigmoid_targets, reduce_entry_loss)
+from .base import BaseSegLoss, LossArgs
+from .utils import (ClassWeight, normalize_class_weight,
+                    prepare_binary_targets, reduce_entry_loss)
 
 
 def multilabel_bce_loss(logits: torch.Tensor,
@@ -17,7 +17,8 @@ def multilabel_bce_loss(logits: torch.Tensor,
                         weight: Optional[torch.Tensor] = None,
                         ignore_index: Optional[int] = 255,
                         reduction: str = 'mean',
-                        avg_factor: Optional[float] = None) -> torch.Tensor:
+                        avg_factor: Optional[float] = None,
+                        check: str = 'sync') -> torch.Tensor:
     """Per-class sigmoid binary cross entropy with ignored entries.
 
     ``l_nchw = F.binary_cross_entropy_with_logits(x, t, pos_weight)``, times
@@ -25,30 +26,43 @@ def multilabel_bce_loss(logits: torch.Tensor,
 
     Args:
         logits (Tensor): ``(N, C, H, W)`` scores.
-        target (Tensor): ``(N, C, H, W)`` values in ``[0, 1]`` or
-            ``ignore_index``; ``(N, H, W)`` is accepted when ``C == 1``.
+        target (Tensor): ``(N, C, H, W)`` integer (uint8) ``{0, 1}`` maps
+            or ``ignore_index``; ``(N, H, W)`` is accepted when ``C == 1``.
         class_weight (Tensor, optional): ``(C, )`` per-class weights.
         pos_weight (Tensor, optional): ``(C, )`` weights of the positive
             term, as ``F.binary_cross_entropy_with_logits``.
         weight (Tensor, optional): ``(N, H, W)`` or ``(N, C, H, W)``
-            per-entry weights multiplying the loss (numerator only).
-        ignore_index (int | None): Target value to ignore. Defaults to 255.
+            per-entry weights ``>= 0`` multiplying the loss (numerator
+            only).
+        ignore_index (int | None): Target value to ignore; the logit,
+            target and weight of an ignored entry are replaced by 0 before
+            any arithmetic (no NaN gets through, zero gradient).
+            Defaults to 255.
         reduction (str): ``'none'`` (``(N, C, H, W)``, 0 on ignored
             entries), ``'sum'`` or ``'mean'`` (``sum(w l) / sum(w)``).
             Defaults to 'mean'.
         avg_factor (float, optional): Divide the sum by this instead of
             ``sum(w)`` when ``reduction='mean'``.
+        check (str): Target / weight value checks: ``'sync'``, ``'async'``
+            or ``'off'`` (see :func:`.utils.resolve_check`).
+            Defaults to 'sync'.
 
     Returns:
         Tensor: float32 loss.
+
+    Raises:
+        LossInputError: On mismatched shapes, a non-ignored target outside
+            ``{0, 1}`` or a negative / non-finite weight.
+        LabelDtypeError: On floating targets.
     """
-    target, valid = prepare_sigmoid_targets(logits, target, ignore_index)
+    logits, target, valid, weight = prepare_binary_targets(
+        logits, target, ignore_index, weight, check)
     channels = logits.shape[1]
     view = (1, channels) + (1, ) * (logits.dim() - 2)
     if pos_weight is not None:
         pos_weight = pos_weight.view(view)
     loss = F.binary_cross_entropy_with_logits(
-        logits.float(), target, pos_weight=pos_weight, reduction='none')
+        logits, target, pos_weight=pos_weight, reduction='none')
 
     return reduce_entry_loss(loss, valid, class_weight, weight, reduction,
                              avg_factor)
@@ -62,6 +76,9 @@ class MultiLabelBCELoss(BaseSegLoss):
     overlap). The loss is ``F.binary_cross_entropy_with_logits`` per entry,
     weighted by ``w = class_weight[c] * valid`` and averaged as
     ``sum(w l) / sum(w)`` over non-ignored entries.
+
+    Bad input is handled as in :class:`~.base.BaseSegLoss`: ignored entries
+    contribute nothing, not even NaN; bad labels raise.
 
     Args:
         class_weight (list[float] | str, optional): Weight of each class
@@ -83,14 +100,16 @@ class MultiLabelBCELoss(BaseSegLoss):
 
     Returns:
         Tensor: float32 loss; the forward takes ``(N, C, H, W)`` logits and
-        ``(N, C, H, W)`` targets in ``[0, 1]`` (``(N, H, W)`` when
+        ``(N, C, H, W)`` uint8 ``{0, 1}`` targets (``(N, H, W)`` when
         ``C == 1``), plus optional per-pixel ``weight``, ``avg_factor``,
         ``reduction_override`` and ``ignore_index``.
 
     Raises:
         ValueError: On a bad ``pos_weight``, ``reduction`` or ``loss_name``,
-            or (at forward) mismatched shapes, a ``class_weight`` or
-            ``pos_weight`` without C entries, or targets outside ``[0, 1]``.
+            or (at forward) a ``class_weight`` or ``pos_weight`` without C
+            entries.
+        LossInputError, LabelDtypeError: bad input at forward, see
+            :class:`~.base.BaseSegLoss`.
 
     Examples:
         >>> import torch
@@ -103,6 +122,8 @@ class MultiLabelBCELoss(BaseSegLoss):
         torch.Size([])
     """
 
+    _repr_keys = ('pos_weight', )
+
     def __init__(self,
                  class_weight: ClassWeight = None,
                  pos_weight: Optional[Sequence[float]] = None,
@@ -110,41 +131,15 @@ class MultiLabelBCELoss(BaseSegLoss):
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = 255,
                  loss_name: str = 'loss_ml_bce') -> None:
-        super().__init__(
-            class_weight=class_weight,
-            reduction=reduction,
-            loss_weight=loss_weight,
-            ignore_index=ignore_index,
-            loss_name=loss_name)
+        super().__init__(class_weight, reduction, loss_weight, ignore_index,
+                         loss_name)
         self.pos_weight = normalize_class_weight(pos_weight, 'pos_weight')
 
-    def forward(self,
-                seg_logits: torch.Tensor,
-                seg_label: torch.Tensor,
-                weight: Optional[torch.Tensor] = None,
-                ignore_index: Optional[int] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> torch.Tensor:
-        """Compute the loss; see the class docstring."""
-        ignore_index, reduction = self._resolve(ignore_index,
-                                                reduction_override)
-        check_logits(seg_logits)
-        channels, device = seg_logits.shape[1], seg_logits.device
-        class_weight = class_weight_tensor(self.class_weight, channels,
-                                           device)
-        pos_weight = class_weight_tensor(
-            self.pos_weight, channels, device, name='pos_weight')
-        return self.loss_weight * multilabel_bce_loss(
-            seg_logits,
-            seg_label,
-            class_weight=class_weight,
-            pos_weight=pos_weight,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            avg_factor=avg_factor)
-
-    def extra_repr(self) -> str:
-        """Extra repr."""
-        return f'pos_weight={self.pos_weight}, ' + super().extra_repr()
+    def compute(self, seg_logits: torch.Tensor, seg_label: torch.Tensor,
+                args: LossArgs) -> torch.Tensor:
+        """:func:`multilabel_bce_loss` with the module's settings."""
+        pos_weight = self.channel_tensor(
+            self.pos_weight, seg_logits.shape[1], seg_logits.device,
+            name='pos_weight')
+        return multilabel_bce_loss(
+            seg_logits, seg_label, pos_weight=pos_weight, **args._asdict())

@@ -4,8 +4,8 @@ from typing import Optional
 import torch
 from mmseg.registry import MODELS
 
-from .utils import (BaseSegLoss, ClassWeight, check_logits, check_mode,
-                    check_non_negative, class_weight_tensor,
+from .base import BaseSegLoss, LossArgs
+from .utils import (ClassWeight, check_mode, check_non_negative,
                     prepare_dice_inputs, reduce_per_image, safe_divide)
 
 
@@ -74,13 +74,17 @@ class SoftDiceLoss(BaseSegLoss):
     the 0/0 is defined so). Everything ignored gives a loss of exactly 0
     with a finite (zero) gradient.
 
+    Bad input is handled as in :class:`~.base.BaseSegLoss`: ignored entries
+    contribute nothing, not even NaN; bad labels raise.
+
     Args:
         mode (str): ``'multiclass'``: softmax over ``C >= 2`` channels,
             ``(N, H, W)`` integer labels, one-hot encoded. ``'binary'``:
             sigmoid of ``(N, 1, H, W)`` logits, ``(N, H, W)`` or
-            ``(N, 1, H, W)`` targets in ``[0, 1]``; only the foreground
+            ``(N, 1, H, W)`` integer ``{0, 1}`` targets; only the foreground
             channel is scored. ``'multilabel'``: sigmoid per channel,
-            ``(N, C, H, W)`` targets in ``[0, 1]``, ignored per class-pixel.
+            ``(N, C, H, W)`` uint8 ``{0, 1}`` targets, ignored per
+            class-pixel.
             Defaults to 'multiclass'.
         class_weight (list[float] | str, optional): Weight of each channel,
             or a ``.npy``/``.pkl`` path. Settable after construction; read at
@@ -111,9 +115,10 @@ class SoftDiceLoss(BaseSegLoss):
 
     Raises:
         ValueError: On a bad ``mode``, negative ``smooth``, bad
-            ``reduction`` or ``loss_name``, or (at forward) shapes that do
-            not fit ``mode``, a ``class_weight`` without C entries, or
-            targets outside their range.
+            ``reduction`` or ``loss_name``, or (at forward) a
+            ``class_weight`` without C entries.
+        LossInputError, LabelDtypeError: bad input at forward, see
+            :class:`~.base.BaseSegLoss`.
 
     Examples:
         >>> import torch
@@ -126,6 +131,8 @@ class SoftDiceLoss(BaseSegLoss):
         torch.Size([])
     """
 
+    _repr_keys = ('mode', 'smooth', 'squared_denominator', 'per_image')
+
     def __init__(self,
                  mode: str = 'multiclass',
                  class_weight: ClassWeight = None,
@@ -137,47 +144,27 @@ class SoftDiceLoss(BaseSegLoss):
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = 255,
                  loss_name: str = 'loss_soft_dice') -> None:
-        super().__init__(
-            class_weight=class_weight,
-            reduction=reduction,
-            loss_weight=loss_weight,
-            ignore_index=ignore_index,
-            loss_name=loss_name)
+        super().__init__(class_weight, reduction, loss_weight, ignore_index,
+                         loss_name)
         self.mode = check_mode(mode)
         self.smooth = check_non_negative('smooth', smooth)
         self.squared_denominator = bool(squared_denominator)
         self.per_image = bool(per_image)
         self.from_logits = bool(from_logits)
 
-    def forward(self,
-                seg_logits: torch.Tensor,
-                seg_label: torch.Tensor,
-                weight: Optional[torch.Tensor] = None,
-                ignore_index: Optional[int] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> torch.Tensor:
-        """Compute the loss; see the class docstring."""
-        ignore_index, reduction = self._resolve(ignore_index,
-                                                reduction_override)
-        check_logits(seg_logits)
-        class_weight = class_weight_tensor(self.class_weight,
-                                           seg_logits.shape[1],
-                                           seg_logits.device)
-        probs, onehot, mask = prepare_dice_inputs(seg_logits, seg_label,
-                                                  self.mode, ignore_index,
-                                                  self.from_logits, weight)
+    def compute(self, seg_logits: torch.Tensor, seg_label: torch.Tensor,
+                args: LossArgs) -> torch.Tensor:
+        """:func:`soft_dice_loss` on the masked inputs; ``avg_factor`` is
+        not used (a Dice is a ratio of sums, not a mean of entries)."""
+        probs, onehot, mask = prepare_dice_inputs(
+            seg_logits, seg_label, self.mode, args.ignore_index,
+            self.from_logits, args.weight, args.check)
         loss = soft_dice_loss(
             probs,
             onehot,
             mask,
-            class_weight=class_weight,
+            class_weight=args.class_weight,
             smooth=self.smooth,
             squared_denominator=self.squared_denominator,
             per_image=self.per_image)
-        return self.loss_weight * reduce_per_image(loss, reduction)
-
-    def extra_repr(self) -> str:
-        """Extra repr."""
-        return (f'mode={self.mode!r}, smooth={self.smooth}, '
-                f'squared_denominator={self.squared_denominator}, '
-                f'per_image={self.per_image}, ' + super().extra_repr())
+        return reduce_per_image(loss, args.reduction)

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from .utils import (BaseSegLoss, ClassWeight, check_labels, check_logits,
-                    check_non_negative, class_weight_tensor, pixel_weight_to,
-                    valid_mask)
+from .base import BaseSegLoss, LossArgs
+from .utils import (ClassWeight, check_non_negative, prepare_class_labels,
+                    reduce_weighted)
 
 
 def softmax_focal_loss(logits: torch.Tensor,
@@ -17,7 +17,8 @@ def softmax_focal_loss(logits: torch.Tensor,
                        weight: Optional[torch.Tensor] = None,
                        ignore_index: Optional[int] = 255,
                        reduction: str = 'mean',
-                       avg_factor: Optional[float] = None) -> torch.Tensor:
+                       avg_factor: Optional[float] = None,
+                       check: str = 'sync') -> torch.Tensor:
     """Multi-class focal loss over the softmax of ``logits``.
 
     Per pixel ``i`` with label ``t``: ``l_i = -a_t (1 - p_t)^gamma log p_t``
@@ -32,33 +33,34 @@ def softmax_focal_loss(logits: torch.Tensor,
         gamma (float): Focusing parameter; 0 gives cross entropy.
             Defaults to 2.0.
         class_weight (Tensor, optional): ``(C, )`` per-class weights.
-        weight (Tensor, optional): ``(N, H, W)`` per-pixel weights; they
-            multiply the loss (numerator only, as mmseg's cross entropy).
-        ignore_index (int | None): Label to ignore. Defaults to 255.
+        weight (Tensor, optional): ``(N, H, W)`` per-pixel weights ``>= 0``;
+            they multiply the loss (numerator only, as mmseg's cross
+            entropy).
+        ignore_index (int | None): Label to ignore; the logits, label and
+            weight of an ignored pixel are replaced by 0 before any
+            arithmetic, so it contributes nothing, not even a NaN, and gets
+            a zero gradient. Defaults to 255.
         reduction (str): ``'none'`` (``(N, H, W)`` map, 0 on ignored
             pixels), ``'sum'`` or ``'mean'`` (``sum(l_i) / sum(a_t)`` over
             non-ignored pixels, the weighted mean of ``F.cross_entropy``).
             Defaults to 'mean'.
         avg_factor (float, optional): Divide the sum by this instead of
             ``sum(a_t)`` when ``reduction='mean'``.
+        check (str): Label / weight value checks: ``'sync'``, ``'async'``
+            or ``'off'`` (see :func:`.utils.resolve_check`).
+            Defaults to 'sync'.
 
     Returns:
         Tensor: float32 loss.
-    """
-    check_logits(logits)
-    num_classes = logits.shape[1]
-    if label.dim() == logits.dim() and label.shape[1] == 1:
-        label = label.squeeze(1)
-    if label.shape != logits.shape[:1] + logits.shape[2:]:
-        raise ValueError('`seg_label` should have shape (N, H, W) with '
-                         f'(N, C, H, W) = {tuple(logits.shape)}, but got '
-                         f'{tuple(label.shape)}')
-    valid = valid_mask(label, ignore_index)
-    label = label.long()
-    check_labels(label, valid, num_classes, ignore_index)
-    label = torch.where(valid, label, torch.zeros_like(label))
 
-    log_prob = F.log_softmax(logits.float(), dim=1)
+    Raises:
+        LossInputError: On a label of another shape, a non-ignored label
+            outside ``[0, C)`` or a negative / non-finite weight.
+        LabelDtypeError: On floating labels.
+    """
+    logits, label, valid, weight = prepare_class_labels(
+        logits, label, ignore_index, weight, check)
+    log_prob = F.log_softmax(logits, dim=1)
     log_pt = log_prob.gather(1, label.unsqueeze(1)).squeeze(1)
     loss = -log_pt
     if gamma != 0:
@@ -67,23 +69,15 @@ def softmax_focal_loss(logits: torch.Tensor,
         one_minus_pt = (-torch.expm1(log_pt)).clamp_min(1e-12)
         loss = one_minus_pt.pow(gamma) * loss
 
-    label_weight = valid.float()
+    if valid is None:
+        label_weight = torch.ones_like(loss)
+    else:
+        label_weight = valid.float()
     if class_weight is not None:
         label_weight = label_weight * class_weight[label]
-    loss = loss * label_weight
-    weight = pixel_weight_to(weight, label.shape)
-    if weight is not None:
-        loss = loss * weight
-
-    if reduction == 'none':
-        return loss
-    if reduction == 'sum':
-        return loss.sum()
-    if avg_factor is not None:
-        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
-    denom = label_weight.sum()
-    # All pixels ignored (or weighted 0): the sum is 0, return 0 not NaN.
-    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+    pixel_weight = label_weight if weight is None else label_weight * weight
+    return reduce_weighted(loss, pixel_weight, label_weight, reduction,
+                           avg_factor)
 
 
 @MODELS.register_module()
@@ -95,7 +89,11 @@ class SoftmaxFocalLoss(BaseSegLoss):
     ``a_t = class_weight[t]``. ``class_weight`` plays the role of the paper's
     ``alpha`` (a scalar ``alpha`` would cancel out of the weighted mean). With
     ``gamma=0`` it equals ``F.cross_entropy(logits, label,
-    weight=class_weight, ignore_index=ignore_index)``.
+    weight=class_weight, ignore_index=ignore_index)``, also with NaN logits
+    at ignored pixels.
+
+    Bad input is handled as in :class:`~.base.BaseSegLoss`: ignored pixels
+    contribute nothing, not even NaN; bad labels raise.
 
     Args:
         gamma (float): Focusing parameter ``>= 0``. Defaults to 2.0.
@@ -121,7 +119,9 @@ class SoftmaxFocalLoss(BaseSegLoss):
     Raises:
         ValueError: On a negative ``gamma``, a bad ``reduction`` or
             ``loss_name``, or (at forward) a ``class_weight`` without C
-            entries or labels outside ``[0, C)``.
+            entries.
+        LossInputError, LabelDtypeError: bad input at forward, see
+            :class:`~.base.BaseSegLoss`.
 
     Examples:
         >>> import torch
@@ -134,6 +134,8 @@ class SoftmaxFocalLoss(BaseSegLoss):
         torch.Size([])
     """
 
+    _repr_keys = ('gamma', )
+
     def __init__(self,
                  gamma: float = 2.0,
                  class_weight: ClassWeight = None,
@@ -141,39 +143,13 @@ class SoftmaxFocalLoss(BaseSegLoss):
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = 255,
                  loss_name: str = 'loss_focal_softmax') -> None:
-        super().__init__(
-            class_weight=class_weight,
-            reduction=reduction,
-            loss_weight=loss_weight,
-            ignore_index=ignore_index,
-            loss_name=loss_name)
+        super().__init__(class_weight, reduction, loss_weight, ignore_index,
+                         loss_name)
         self.gamma = check_non_negative('gamma', gamma)
 
-    def forward(self,
-                seg_logits: torch.Tensor,
-                seg_label: torch.Tensor,
-                weight: Optional[torch.Tensor] = None,
-                ignore_index: Optional[int] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> torch.Tensor:
-        """Compute the loss; see the class docstring."""
-        ignore_index, reduction = self._resolve(ignore_index,
-                                                reduction_override)
-        check_logits(seg_logits)
-        class_weight = class_weight_tensor(self.class_weight,
-                                           seg_logits.shape[1],
-                                           seg_logits.device)
-        return self.loss_weight * softmax_focal_loss(
-            seg_logits,
-            seg_label,
-            gamma=self.gamma,
-            class_weight=class_weight,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            avg_factor=avg_factor)
 
-    def extra_repr(self) -> str:
-        """Extra repr."""
-        return f'gamma={self.gamma}, ' + super().extra_repr()
+    def compute(self, seg_logits: torch.Tensor, seg_label: torch.Tensor,
+                args: LossArgs) -> torch.Tensor:
+        """:func:`softmax_focal_loss` with the module's settings."""
+        return softmax_focal_loss(
+            seg_logits, seg_label, gamma=self.gamma, **args._asdict())

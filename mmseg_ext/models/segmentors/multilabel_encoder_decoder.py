@@ -3,7 +3,6 @@
 from numbers import Number
 from typing import List, Sequence
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
@@ -15,30 +14,12 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
+# Re-exported: the segmentor's ``test_cfg.min_area`` is this function.
+from mmseg_ext.utils.postprocess import remove_small_components
+
 __all__ = ['MultiLabelEncoderDecoder', 'remove_small_components']
 
 FLIP_DIMS = dict(horizontal=(3, ), vertical=(2, ))
-
-
-def remove_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """Clear the 8-connected components of ``mask`` smaller than ``min_area``.
-
-    Args:
-        mask (np.ndarray): ``(H, W)`` binary mask (any integer/bool dtype).
-        min_area (int): Components with fewer pixels are removed; ``<= 1``
-            keeps everything.
-
-    Returns:
-        np.ndarray: ``(H, W)`` uint8 mask in ``{0, 1}``.
-    """
-    mask = (np.asarray(mask) != 0).astype(np.uint8)
-    if min_area <= 1 or not mask.any():
-        return mask
-    num, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask, connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False  # background
-    return keep[labels].astype(np.uint8)
 
 
 def _per_class(value, num_classes: int, name: str, kind) -> List:

@@ -139,8 +139,8 @@ def test_load_rle_annotations_uses_ori_shape_after_resize():
 def test_load_rle_annotations_errors_name_the_csv_line():
     mask = np.ones((4, 5), np.uint8)
     with pytest.raises(CSVRowError,
-                       match=r'data/train\.csv, line 7 \(TRAIN_0005\): '
-                       r'`mask_rle` does not fit the 3x5 image: .*beyond'):
+                       match=r"data/train\.csv: line 7 \(TRAIN_0005\), "
+                       r"field 'mask_rle' \(for the 3x5 image\): .*beyond"):
         LoadRLEAnnotations()(_rle_results(mask, ori_shape=(3, 5)))
     with pytest.raises(CSVRowError, match=r'line 7 .*no `mask_rle`'):
         LoadRLEAnnotations()(_rle_results(mask, mask_rle=None))

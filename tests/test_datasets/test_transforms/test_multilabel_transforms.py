@@ -12,6 +12,7 @@ from mmseg_ext.datasets.transforms import (LoadMultiLabelAnnotations,
                                            MultiLabelRandomCrop,
                                            PackMultiLabelSegInputs,
                                            pipeline_packed_map)
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.multilabel import (num_packed_channels, pack_multilabel,
                                         unpack_multilabel, write_packed_label)
 
@@ -297,3 +298,37 @@ def test_multilabel_random_crop_moves_all_classes():
         unpack_multilabel(packed, 29)[:, y:y + 32, x:x + 40])
     with pytest.raises(ValueError, match='uint16'):
         MultiLabelRandomCrop.combination_counts(np.zeros((2, 2), np.uint8))
+
+
+def test_load_multilabel_annotations_checks_the_image_size(tmp_path):
+    path = str(tmp_path / 'c.png')
+    write_packed_label(path, pack_multilabel(np.zeros((3, 4, 5), bool)))
+    load = LoadMultiLabelAnnotations(3)
+    # same size as the image (ori_shape from LoadImageFromFile, or img)
+    load(dict(seg_map_path=path, ori_shape=(4, 5), img_path='x.png'))
+    load(dict(seg_map_path=path, img=np.zeros((4, 5, 3), np.uint8)))
+    with pytest.raises(InputError) as err:
+        load(dict(seg_map_path=path, ori_shape=(4, 6), img_path='img/x.png',
+                  seg_fields=[]))
+    assert str(err.value).startswith(f'{path}: the packed label is 4x5')
+    assert 'its image img/x.png is 4x6' in str(err.value)
+    assert err.value.path == path
+
+
+@pytest.mark.parametrize('num_classes', [1, 3, 16, 29])
+def test_load_multilabel_annotations_rejects_bits_beyond_c(
+        tmp_path, num_classes):
+    masks, ignore = make_masks(num_classes)
+    packed = pack_multilabel(masks, ignore)
+    path = str(tmp_path / 'd.png')
+    write_packed_label(path, packed)
+    LoadMultiLabelAnnotations(num_classes)(dict(seg_map_path=path))
+    k = num_packed_channels(num_classes)
+    bit = num_classes % 16  # the first bit past the last class
+    packed[3, 2, k - 1] |= np.uint16(1 << bit)
+    write_packed_label(path, packed)
+    with pytest.raises(InputError,
+                       match=rf'pixel \(y=3, x=2\) sets channel {k - 1} '
+                       rf'bit\(s\) \[{bit}\] \(class index\(es\) '
+                       rf'\[{num_classes}\]\), beyond the C={num_classes}'):
+        LoadMultiLabelAnnotations(num_classes)(dict(seg_map_path=path))

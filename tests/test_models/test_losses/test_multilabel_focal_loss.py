@@ -8,7 +8,6 @@ from mmseg.models.losses import FocalLoss
 from mmseg.registry import MODELS
 
 import mmseg_ext  # noqa: F401
-# Registered here until mmseg_ext.models.losses imports the module.
 
 
 def build(**kwargs):

@@ -13,8 +13,8 @@ from mmseg.registry import DATASETS, TASK_UTILS
 from mmseg_ext.datasets.converters.hand_bone import convert_hand_bone
 from mmseg_ext.datasets.generators.hand_bone import (HAND_BONE_CLASSES,
                                                      generate_hand_bone)
-from mmseg_ext.engine.hooks import (PackedLabelPixelCounter,
-                                    count_dataset_pixels)
+from mmseg_ext.datasets.pixel_counters import (PackedLabelPixelCounter,
+                                              count_dataset_pixels)
 from mmseg_ext.utils.multilabel import (pack_multilabel, read_packed_label,
                                         unpack_multilabel, write_packed_label)
 

@@ -6,8 +6,9 @@ import pytest
 from mmseg.registry import DATASETS, TASK_UTILS
 
 from mmseg_ext.datasets.generators.building import generate_buildings
-from mmseg_ext.engine.hooks import RLEPixelCounter, count_dataset_pixels
-from mmseg_ext.engine.hooks.rle_counter import read_image_size
+from mmseg_ext.datasets.pixel_counters import (RLEPixelCounter,
+                                              count_dataset_pixels,
+                                              read_image_size)
 
 
 @pytest.fixture(scope='module')

@@ -19,6 +19,7 @@ empty mask (and, with a warning, for a row without prediction); the file is
 written atomically.
 """
 import argparse
+import errno
 import os
 import os.path as osp
 import sys
@@ -40,8 +41,11 @@ from mmseg_ext.datasets.building_rle import read_rle_csv
 from mmseg_ext.engine.launch import (drop_train_only_hooks,
                                      setup_cpu_distributed,
                                      teardown_distributed)
+from mmseg_ext.engine.tool_cli import (add_debug_arg, load_config,
+                                       note_partial, tool_main)
 from mmseg_ext.evaluation.metrics.building_dice_metric import \
     write_submission_csv
+from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.rle import rle_encode
 
 
@@ -83,6 +87,7 @@ def parse_args(argv=None):
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -93,7 +98,7 @@ def parse_args(argv=None):
             args.config is None:
         parser.error('--pred-dir needs --test-csv (or a CONFIG to take the '
                      'test CSV from)')
-    if args.threshold is not None and not 0 <= args.threshold < 1:
+    if args.threshold is not None and not 0 <= args.threshold < 1:  # NaN
         parser.error(f'--threshold should be in [0, 1), got {args.threshold}')
     if args.min_area is not None and args.min_area < 0:
         parser.error(f'--min-area should be >= 0, got {args.min_area}')
@@ -114,25 +119,78 @@ def test_csv_from_config(cfg: Config) -> str:
         root, ann_file))
 
 
-def read_prediction(path: str, threshold=None) -> np.ndarray:
-    """A saved ``(H, W)`` mask or probability map as a 0/1 uint8 mask."""
+def read_prediction(path: str, threshold=None, size=None) -> np.ndarray:
+    """A saved ``(H, W)`` mask or probability map as a 0/1 uint8 mask.
+
+    ``.npy``: bool / integer masks (non-zero = building) or float
+    probabilities in [0, 1] (``> threshold``, default 0.5); ``.png``: a
+    0/255 (or 0/1) mask, or with ``threshold`` a uint8 probability map.
+    ``(1, H, W)`` / ``(H, W, 1)`` are squeezed.
+
+    Args:
+        path (str): The file.
+        threshold (float, optional): See above. Defaults to None.
+        size (tuple[int, int], optional): ``(H, W)`` of the image; the
+            prediction must have it. Defaults to None (not checked).
+
+    Raises:
+        InputError: the file cannot be read, is not one ``(H, W)`` map,
+            holds NaN / probabilities outside [0, 1], or has another size.
+    """
     if path.endswith('.npy'):
-        data = np.load(path)
-        if data.dtype.kind == 'f':
-            return (data > (0.5 if threshold is None else threshold)).astype(
-                np.uint8)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise InputError(path=path, reason='not a .npy array',
+                             value=str(err).splitlines()[0][:60],
+                             expected='an (H, W) mask or probability map '
+                             '(np.save)') from err
+        if data.dtype.kind not in 'biuf':
+            raise InputError(path=path, reason='unsupported dtype',
+                             value=str(data.dtype),
+                             expected='bool, integer or float')
     else:
         data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if data is None:
-            raise ValueError(f'cannot read the prediction {path!r}')
-        if threshold is not None:  # a uint8 probability map
-            return (data.astype(np.float32) / 255 > threshold).astype(
-                np.uint8)
+            raise InputError(path=path, reason='cannot be read as an image',
+                             expected='a 0/255 mask PNG or an (H, W) .npy')
+    shape = data.shape
     data = np.squeeze(data)
     if data.ndim != 2:
-        raise ValueError(f'prediction {path!r} should be (H, W), but got '
-                         f'{data.shape}')
+        raise InputError(path=path, reason='not one (H, W) map',
+                         value=shape, expected='(H, W) (one building '
+                         'channel: save probs[class_index])')
+    if size is not None and data.shape != tuple(size):
+        raise InputError(path=path, reason='size differs from the image',
+                         value=data.shape,
+                         expected=f'(H, W) = {tuple(size)}')
+    if data.dtype.kind == 'f':
+        finite = np.isfinite(data)
+        if not finite.all():
+            raise InputError(path=path, reason=f'{int((~finite).sum())} '
+                             'non-finite values (NaN/inf)', expected=''
+                             'finite probabilities in [0, 1]')
+        if data.min() < 0 or data.max() > 1:
+            raise InputError(path=path, reason='probabilities outside [0, 1]',
+                             value=(float(data.min()), float(data.max())),
+                             expected='probabilities in [0, 1] (apply the '
+                             'sigmoid to logits first)')
+        return (data > (0.5 if threshold is None else threshold)).astype(
+            np.uint8)
+    if threshold is not None and not path.endswith('.npy'):
+        # a uint8 probability map
+        return (data.astype(np.float32) / 255 > threshold).astype(np.uint8)
     return (data != 0).astype(np.uint8)
+
+
+def _image_size(path: str):
+    """``(H, W)`` of an image from its header (None if unreadable)."""
+    try:
+        from PIL import Image
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError):
+        return None
 
 
 def submission_from_dir(pred_dir: str, test_csv: str, out: str,
@@ -140,7 +198,19 @@ def submission_from_dir(pred_dir: str, test_csv: str, out: str,
     """Write the submission from ``{pred_dir}/{img_id}.png|.npy`` masks."""
     from mmseg_ext.models.segmentors.multilabel_encoder_decoder import \
         remove_small_components
+    if not osp.isdir(pred_dir):
+        cls = NotADirectoryError if osp.exists(pred_dir) else \
+            FileNotFoundError
+        raise cls(errno.ENOENT, '--pred-dir should be a folder of '
+                  '{img_id}.png/.npy masks', pred_dir)
     rows, _ = read_rle_csv(test_csv, rle_column=None, rle_required=False)
+    if rows and not any(
+            osp.isfile(osp.join(pred_dir, row['img_id'] + ext))
+            for row in rows for ext in ('.png', '.npy')):
+        raise InputError(
+            path=pred_dir, reason=f'none of the {len(rows)} test images of '
+            f'{test_csv} has a mask here', value=rows[0]['img_id'],
+            expected='{img_id}.png or {img_id}.npy per test row')
     out_rows, missing = [], []
     for row in rows:
         path = None
@@ -153,7 +223,10 @@ def submission_from_dir(pred_dir: str, test_csv: str, out: str,
             missing.append(row['img_id'])
             out_rows.append((row['img_id'], ''))
             continue
-        mask = read_prediction(path, threshold)
+        img_path = row.get('img_path')
+        size = _image_size(img_path) if img_path and osp.isfile(img_path) \
+            else None
+        mask = read_prediction(path, threshold, size)
         if min_area:
             mask = remove_small_components(mask, min_area)
         out_rows.append((row['img_id'], rle_encode(mask)))
@@ -170,17 +243,17 @@ def submission_from_dir(pred_dir: str, test_csv: str, out: str,
                 num_missing=len(missing))
 
 
+@tool_main('tools/building_submission.py')
 def main(argv=None):
     args = parse_args(argv)
     out = osp.abspath(args.out)
     cfg = None
     if args.config is not None:
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options is not None:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options)
     test_csv = osp.abspath(args.test_csv) if args.test_csv else \
         test_csv_from_config(cfg)
 
+    note_partial(f'{args.out} was not written')  # written at the end
     if args.pred_dir is not None:
         submission_from_dir(args.pred_dir, test_csv, out, args.threshold,
                             args.min_area)
@@ -213,6 +286,7 @@ def main(argv=None):
     setup_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.test()
+    note_partial(None)
     teardown_distributed()
 
 

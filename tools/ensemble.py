@@ -80,11 +80,13 @@ from mmengine.config import DictAction
 from mmseg_ext.apis.ensemble import (DECISIONS, Ensemble, ModelMember,
                                      ProbDirMember, ensemble_test,
                                      ensemble_val, load_scores, load_weights)
-from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+from mmseg_ext.engine.launch import (add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
+from mmseg_ext.engine.tool_cli import (add_debug_arg, check_unit_interval,
+                                       note_partial, tool_main)
 from mmseg_ext.tasks import task_names
-from mmseg_ext.utils.dist import RankError, is_main_process
+from mmseg_ext.utils.dist import is_main_process
 from mmseg_ext.utils.ensemble import STRATEGIES
 
 
@@ -219,7 +221,25 @@ def parse_args(argv=None):
         default='.png',
         help='image name suffix for --prob-dirs members (hand-bone '
         'image_name = stem + suffix)')
-    return parser.parse_args(argv)
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.strategy == 'hard' and args.search_thresholds is not None:
+        bad = [k for k in args.search_thresholds if not k >= 1 or k != int(k)]
+        if bad:
+            parser.error('--search-thresholds of the hard strategy are '
+                         'votes needed k (ints >= 1), but got '
+                         f'{", ".join(repr(k) for k in bad)}')
+    else:
+        msg = check_unit_interval(args.search_thresholds,
+                                  '--search-thresholds')
+        if msg:
+            parser.error(msg)
+    msg = check_unit_interval(args.member_threshold, '--member-threshold')
+    if msg:
+        parser.error(msg)
+    if args.k is not None and args.k < 1:
+        parser.error(f'--k should be >= 1, but got {args.k}')
+    return args
 
 
 def parse_pp_candidates(items):
@@ -281,72 +301,77 @@ def build_ensemble(args, device: str = 'cpu') -> Ensemble:
         task=args.task)
 
 
+@tool_main('tools/ensemble.py')
 def main(argv=None):
     args = parse_args(argv)
     device = start_tool_distributed(args, 'tools/ensemble.py')
     say = print if is_main_process() else (lambda *a, **k: None)
-    try:
-        if not args.member and not args.prob_dirs:
-            raise ValueError('give members: --member CONFIG CHECKPOINT '
-                             '(repeatable) and/or --prob-dirs DIR ...')
-        if args.split == 'val' and not args.out_dir:
-            raise ValueError('--split val needs --out-dir (thresholds.json '
-                             'and thresholds.png go there)')
-        if args.split == 'val' and (args.thresholds or args.submission):
-            raise ValueError('--thresholds and --submission apply to '
-                             '--split test')
-        pp_candidates = parse_pp_candidates(args.pp_candidates)
-        ensemble = build_ensemble(args, device)
-        say(
-            f'ensemble of {len(ensemble.members)} members '
-            f'({args.strategy}, {ensemble.decision}) over '
-            f'{len(ensemble)} images ({args.split})',
-            flush=True)
-        if args.split == 'val':
-            candidates, k_candidates = args.search_thresholds, None
-            if candidates is not None and args.strategy == 'hard':
-                bad = [k for k in candidates if k != int(k)]
-                if bad:
-                    raise ValueError('--search-thresholds of the hard '
-                                     'strategy are votes needed k (ints), '
-                                     f'but got {bad}')
-                candidates, k_candidates = None, [int(k) for k in candidates]
-            result = ensemble_val(
-                ensemble,
-                args.out_dir,
-                candidates=candidates,
-                postprocess=args.postprocess,
-                pp_candidates=pp_candidates,
-                k_candidates=k_candidates)
-            name = 'val_scores.json' if ensemble.decision == 'argmax' \
-                else 'thresholds.json'
-            say(f'\nmDice {result["mDice"]:.4f} over '
-                f'{result["num_images"]} images; wrote '
-                f'{osp.join(args.out_dir, name)}')
-        else:
-            submission = args.submission
-            if submission is None and args.out:
-                if ensemble.task is None:
-                    raise ValueError('--out needs the task of the submission:'
-                                     f' --submission {"|".join(task_names())}'
-                                     ' (or --task)')
-                submission = ensemble.task
-            result = ensemble_test(
-                ensemble,
-                out_dir=args.out_dir,
-                thresholds=args.thresholds,
-                use_postprocess=not args.no_postprocess,
-                submission=submission,
-                submission_file=args.out,
-                class_index=args.class_index)
-            outputs = [p for p in (args.out_dir, args.out) if p]
-            say(f'\n{result["num_images"]} images; wrote '
-                f'{", ".join(outputs)}')
-    except (ValueError, FileNotFoundError, RankError) as err:
-        abort_distributed()
-        sys.exit(f'tools/ensemble.py: error: {err}')
+    if not args.member and not args.prob_dirs:
+        raise ValueError('give members: --member CONFIG CHECKPOINT '
+                         '(repeatable) and/or --prob-dirs DIR ...')
+    if args.split == 'val' and not args.out_dir:
+        raise ValueError('--split val needs --out-dir (thresholds.json '
+                         'and thresholds.png go there)')
+    if args.split == 'val' and (args.thresholds or args.submission):
+        raise ValueError('--thresholds and --submission apply to '
+                         '--split test')
+    pp_candidates = parse_pp_candidates(args.pp_candidates)
+    ensemble = build_ensemble(args, device)
+    say(
+        f'ensemble of {len(ensemble.members)} members '
+        f'({args.strategy}, {ensemble.decision}) over '
+        f'{len(ensemble)} images ({args.split})',
+        flush=True)
+    if args.split == 'val':
+        candidates, k_candidates = args.search_thresholds, None
+        if candidates is not None and args.strategy == 'hard':
+            candidates, k_candidates = None, [int(k) for k in candidates]
+        note_partial(
+            f'the JSON and plot of {args.out_dir} were not written' +
+            (f'; the .npy files written so far in {args.save_probs} are '
+             'complete' if args.save_probs else ''))
+        result = ensemble_val(
+            ensemble,
+            args.out_dir,
+            candidates=candidates,
+            postprocess=args.postprocess,
+            pp_candidates=pp_candidates,
+            k_candidates=k_candidates)
+        name = 'val_scores.json' if ensemble.decision == 'argmax' \
+            else 'thresholds.json'
+        say(f'\nmDice {result["mDice"]:.4f} over '
+            f'{result["num_images"]} images; wrote '
+            f'{osp.join(args.out_dir, name)}')
+    else:
+        submission = args.submission
+        if submission is None and args.out:
+            if ensemble.task is None:
+                raise ValueError('--out needs the task of the submission:'
+                                 f' --submission {"|".join(task_names())}'
+                                 ' (or --task)')
+            submission = ensemble.task
+        done = [f'the masks written so far in {args.out_dir} are '
+                'complete'] if args.out_dir else []
+        if args.save_probs:
+            done.append('the .npy files written so far in '
+                        f'{args.save_probs} are complete')
+        if args.out:
+            done.append(f'{args.out} was not written')
+        note_partial('; '.join(done) or None)
+        result = ensemble_test(
+            ensemble,
+            out_dir=args.out_dir,
+            thresholds=args.thresholds,
+            use_postprocess=not args.no_postprocess,
+            submission=submission,
+            submission_file=args.out,
+            class_index=args.class_index)
+        outputs = [p for p in (args.out_dir, args.out) if p]
+        say(f'\n{result["num_images"]} images; wrote '
+            f'{", ".join(outputs)}')
+    note_partial(None)
     teardown_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    main()  # through tool_main: one-line errors, exit 2

@@ -42,7 +42,7 @@ except ImportError as e:
     import mmseg_ext  # noqa: F401
 
 import cv2
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
@@ -50,6 +50,8 @@ from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
 from mmseg_ext.datasets.hand_bone import HAND_BONE_CLASSES
 from mmseg_ext.datasets.transforms.annotation_loaders import \
     drop_annotation_loading
+from mmseg_ext.engine.tool_cli import (add_debug_arg, load_config,
+                                       note_partial, tool_main)
 from mmseg_ext.evaluation.metrics.hand_bone_submission import (
     encode_multilabel_masks, write_hand_bone_csv)
 from mmseg_ext.tasks import task_from_dataset
@@ -87,6 +89,7 @@ def parse_args(argv=None):
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.pred_dir is None and (args.config is None
                                   or args.checkpoint is None):
@@ -175,10 +178,8 @@ def run_model(args) -> None:
                                          setup_cpu_distributed,
                                          teardown_distributed)
 
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -212,20 +213,23 @@ def run_model(args) -> None:
 
     setup_cpu_distributed(cfg, args.launcher)
     drop_train_only_hooks(cfg)
+    # The CSV is written at the end; --save-pred-dir PNGs image by image.
+    note_partial(f'{args.out} was not written' + (
+        f'; the PNGs written so far in {args.save_pred_dir} are complete'
+        if args.save_pred_dir else ''))
     runner = Runner.from_cfg(cfg)
     runner.test()
     teardown_distributed()
 
 
+@tool_main('tools/hand_bone_submission.py')
 def main(argv=None):
     args = parse_args(argv)
     if args.pred_dir is not None:
-        try:
-            rows = submission_from_pred_dir(args.pred_dir, args.out,
-                                            args.data_root)
-        except (FileNotFoundError, ValueError) as e:
-            print(f'error: {e}', file=sys.stderr)
-            sys.exit(1)
+        note_partial(f'{args.out} was not written')  # written at the end
+        rows = submission_from_pred_dir(args.pred_dir, args.out,
+                                        args.data_root)
+        note_partial(None)
         print(f'wrote {rows} rows to {args.out}')
         return
     run_model(args)

@@ -41,6 +41,8 @@ from mmengine.config import DictAction
 
 from mmseg_ext.apis.kfold import (collect_kfold, train_folds,
                                   write_kfold_configs)
+from mmseg_ext.engine.tool_cli import (ToolError, add_debug_arg,
+                                       load_config, note_partial, tool_main)
 
 
 def parse_args(argv=None):
@@ -68,6 +70,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of CONFIG before the folds are set')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.num_folds < 2:
         parser.error(f'--num-folds should be >= 2, but got {args.num_folds}')
@@ -78,11 +81,13 @@ def parse_args(argv=None):
     return args
 
 
+@tool_main('tools/kfold.py')
 def main(argv=None):
     args = parse_args(argv)
     name = args.name or osp.splitext(osp.basename(args.config))[0]
     out_dir = osp.join(args.work_root, name)
     if not args.collect:
+        load_config(args.config)  # a bad path: one line naming it
         paths = write_kfold_configs(args.config, args.num_folds, out_dir,
                                     args.cfg_options)
         print(f'wrote {len(paths)} fold configs under {out_dir}')
@@ -90,8 +95,15 @@ def main(argv=None):
             print(f'train them with: python tools/kfold.py {args.config} '
                   f'--num-folds {args.num_folds} --train')
             return
-        train_folds(out_dir, resume=args.resume, train_args=args.train_args,
-                    folds=range(args.num_folds))
+        note_partial(f'the finished folds in {out_dir} are complete; rerun '
+                     'with --train --resume to train the rest')
+        try:
+            train_folds(out_dir, resume=args.resume,
+                        train_args=args.train_args,
+                        folds=range(args.num_folds))
+        except RuntimeError as err:  # a fold's tools/train.py failed
+            raise ToolError(str(err)) from err
+    note_partial(None)
     result = collect_kfold(out_dir, metric=args.metric,
                            checkpoint=args.checkpoint,
                            folds=range(args.num_folds))

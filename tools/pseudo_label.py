@@ -47,11 +47,13 @@ except ImportError as e:
 
 from mmseg_ext.apis.ensemble import load_weights
 from mmseg_ext.apis.pseudo_label import make_pseudo_labels
-from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+from mmseg_ext.engine.launch import (add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
+from mmseg_ext.engine.tool_cli import (add_debug_arg, check_unit_interval,
+                                       note_partial, tool_main)
 from mmseg_ext.tasks import task_names
-from mmseg_ext.utils.dist import RankError, is_main_process
+from mmseg_ext.utils.dist import is_main_process
 
 
 def parse_args(argv=None):
@@ -119,31 +121,40 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
     add_launcher_args(parser)
-    return parser.parse_args(argv)
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    for option in ('pos', 'neg', 'max_unsure'):
+        msg = check_unit_interval(
+            getattr(args, option), '--' + option.replace('_', '-'))
+        if msg:
+            parser.error(msg)
+    return args
 
 
+@tool_main('tools/pseudo_label.py')
 def main(argv=None):
     args = parse_args(argv)
     start_tool_distributed(args, 'tools/pseudo_label.py')
-    try:
-        weights = None if args.weights is None else load_weights(
-            args.weights, len(args.prob_dirs))
-        manifest = make_pseudo_labels(
-            args.task,
-            args.prob_dirs,
-            args.images_dir,
-            args.out_dir,
-            pos=args.pos,
-            neg=args.neg,
-            max_unsure=args.max_unsure,
-            weights=weights,
-            class_index=args.class_index,
-            copy_images=args.copy,
-            num_folds=args.num_folds,
-            show_progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError, RankError) as err:
-        abort_distributed()
-        sys.exit(f'tools/pseudo_label.py: error: {err}')
+    # Labels are written atomically image by image; the index (train.csv or
+    # the split lists) and manifest.json at the end, by rank 0.
+    note_partial(f'any label files written in {args.out_dir} are '
+                 'complete; its index and manifest.json were not updated')
+    weights = None if args.weights is None else load_weights(
+        args.weights, len(args.prob_dirs))
+    manifest = make_pseudo_labels(
+        args.task,
+        args.prob_dirs,
+        args.images_dir,
+        args.out_dir,
+        pos=args.pos,
+        neg=args.neg,
+        max_unsure=args.max_unsure,
+        weights=weights,
+        class_index=args.class_index,
+        copy_images=args.copy,
+        num_folds=args.num_folds,
+        show_progress=not args.no_progress)
+    note_partial(None)
     main_process = is_main_process()
     teardown_distributed()
     if main_process:

@@ -66,12 +66,13 @@ from mmseg_ext.datasets.converters.hand_bone import (HAND_BONE_LAYOUT,
 from mmseg_ext.datasets.hand_bone import HAND_BONE_CLASSES
 from mmseg_ext.datasets.transforms.annotation_loaders import \
     drop_annotation_loading
-from mmseg_ext.engine.launch import (abort_distributed, add_launcher_args,
+from mmseg_ext.engine.launch import (add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
-from mmseg_ext.utils.dist import (RankError, advance_progress,
-                                  is_main_process, shard, sum_over_ranks,
-                                  sync_errors)
+from mmseg_ext.engine.tool_cli import (add_debug_arg, load_config,
+                                       note_partial, tool_main)
+from mmseg_ext.utils.dist import (advance_progress, is_main_process, shard,
+                                  sum_over_ranks, sync_errors)
 from mmseg_ext.utils.io import (atomic_path, dump_json_atomic,
                                 imwrite_atomic)
 from mmseg_ext.utils.multilabel import (pack_multilabel, read_packed_label,
@@ -332,12 +333,24 @@ def parse_args(argv=None):
                        help='box margin: a fraction (0.1) or pixels (32)')
         p.add_argument('--min-size', type=int, default=0,
                        help='minimum box side in pixels')
-    return parser.parse_args(argv)
+        add_debug_arg(p)
+    args = parser.parse_args(argv)
+    if args.min_size < 0:
+        parser.error(f'--min-size should be >= 0, but got {args.min_size}')
+    if not args.margin >= 0:  # NaN too
+        parser.error(f'--margin should be a fraction >= 0 or pixels >= 0, '
+                     f'but got {args.margin}')
+    return args
 
 
+@tool_main('tools/roi_specialist.py')
 def main(argv=None):
     args = parse_args(argv)
     if args.command == 'make-dataset':
+        # Crops are written atomically image by image; the split lists and
+        # roi_boxes.json at the end.
+        note_partial(f'the crops written so far in {args.dst} are complete;'
+                     ' its splits and roi_boxes.json were not written')
         result = make_dataset(args.src, args.dst, args.margin, args.min_size,
                               args.jitter, args.seed)
         print(f"cropped {len(result['written'])} image(s) into {args.dst}, "
@@ -350,14 +363,14 @@ def main(argv=None):
         device = device if args.launcher != 'none' else 'cpu'
     else:
         device = args.device
-    try:
-        result = paste_predictions(args.pred_dir, args.config,
-                                   args.checkpoint, args.img_dir,
-                                   args.out_dir, args.margin, args.min_size,
-                                   args.outside, device)
-    except RankError as err:
-        abort_distributed()
-        sys.exit(f'tools/roi_specialist.py: error: {err}')
+    load_config(args.config)  # a bad path: one line naming it
+    # Every output PNG is written atomically, one per prediction.
+    note_partial(f'the predictions written so far in {args.out_dir} are '
+                 'complete')
+    result = paste_predictions(args.pred_dir, args.config, args.checkpoint,
+                               args.img_dir, args.out_dir, args.margin,
+                               args.min_size, args.outside, device)
+    note_partial(None)
     main_process = is_main_process()
     teardown_distributed()
     if main_process:

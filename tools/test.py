@@ -20,16 +20,17 @@ except ImportError as e:
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmseg_ext  # noqa: F401
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from mmseg_ext.engine.launch import (drop_train_only_hooks,
                                      setup_cpu_distributed,
                                      teardown_distributed)
+from mmseg_ext.engine.tool_cli import add_debug_arg, load_config, tool_main
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='MMSeg test (and eval) a model')
     parser.add_argument('config', help='train config file path')
@@ -72,7 +73,8 @@ def parse_args():
     # will pass the `--local-rank` parameter to `tools/train.py` instead
     # of `--local_rank`.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
 
@@ -100,14 +102,13 @@ def trigger_visualization_hook(cfg, args):
     return cfg
 
 
-def main():
-    args = parse_args()
+@tool_main('tools/test.py')
+def main(argv=None):
+    args = parse_args(argv)
 
-    # load config
-    cfg = Config.fromfile(args.config)
+    # load config (a bad path or an unparsable file: one line naming it)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:

@@ -24,16 +24,17 @@ except ImportError as e:
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmseg_ext  # noqa: F401
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from mmseg_ext.engine.launch import (AmpUnavailableError, check_amp_config,
+from mmseg_ext.engine.launch import (check_amp_config,
                                      enable_amp, setup_cpu_distributed,
                                      teardown_distributed)
+from mmseg_ext.engine.tool_cli import add_debug_arg, load_config, tool_main
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -66,21 +67,21 @@ def parse_args():
     # will pass the `--local-rank` parameter to `tools/train.py` instead
     # of `--local_rank`.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
 
     return args
 
 
-def main():
-    args = parse_args()
+@tool_main('tools/train.py')
+def main(argv=None):
+    args = parse_args(argv)
 
-    # load config
-    cfg = Config.fromfile(args.config)
+    # load config (a bad path or an unparsable file: one line naming it)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:
@@ -93,12 +94,10 @@ def main():
 
     # enable automatic-mixed-precision training; fail here, not deep inside
     # the Runner, when there is no CUDA device
-    try:
-        if args.amp:
-            enable_amp(cfg)
-        check_amp_config(cfg)
-    except AmpUnavailableError as e:
-        sys.exit(f'error: {e}')
+    # (AmpUnavailableError: one line through tool_main)
+    if args.amp:
+        enable_amp(cfg)
+    check_amp_config(cfg)
 
     # resume training
     cfg.resume = args.resume

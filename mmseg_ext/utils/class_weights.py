@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from .errors import InputError, short_repr
 from .io import dump_json_atomic
 from .plotting import new_figure, save_figure
 
@@ -20,7 +21,7 @@ NORMALIZE_MODES = (None, 'mean', 'sum')
 
 
 def _class_name(i: int, class_names: Optional[Sequence[str]]) -> str:
-    if class_names is not None:
+    if class_names is not None and i < len(class_names):
         return f'{i} ({class_names[i]!r})'
     return str(i)
 
@@ -106,26 +107,46 @@ def compute_class_weights(counts: Sequence[float],
         np.ndarray: ``(C,)`` float64 weights, all finite and positive.
 
     Raises:
-        ValueError: if ``counts`` is not 1-D, is negative, non-finite or all
-            zero, or if an argument is out of range.
+        InputError: (a ``ValueError``) if ``counts`` is not numeric, not
+            1-D, negative, non-finite or all zero.
+        ValueError: if an argument is out of range.
 
     Examples:
         >>> compute_class_weights([60, 30, 10], 'inverse_freq',
         ...                       normalize=None).round(4).tolist()
         [0.5556, 1.1111, 3.3333]
     """
-    counts = np.asarray(counts, dtype=np.float64)
+    raw_counts = counts
+    try:
+        if any(isinstance(c, (bool, np.bool_, str, bytes))
+               for c in np.ravel(np.asarray(counts, dtype=object))):
+            raise TypeError('not a number')
+        counts = np.asarray(counts, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f'`counts` should be numbers (pixels per class), but got '
+            f'{short_repr(raw_counts)} ({err})', where='counts',
+            value=raw_counts, expected='(C,) numbers') from err
     if counts.ndim != 1 or counts.size == 0:
-        raise ValueError('`counts` should be a non-empty 1-D sequence of '
-                         f'shape (C,), but got shape {counts.shape}')
+        raise InputError('`counts` should be a non-empty 1-D sequence of '
+                         f'shape (C,), but got shape {counts.shape}',
+                         where='counts', value=counts.shape,
+                         expected='shape (C,)')
     if not np.all(np.isfinite(counts)):
-        raise ValueError(f'`counts` should be finite, but got {counts}')
+        bad = [_class_name(int(i), class_names)
+               for i in np.flatnonzero(~np.isfinite(counts))]
+        raise InputError(f'`counts` should be finite, but got {counts} '
+                         f'(classes {", ".join(bad)})', where='counts',
+                         value=counts.tolist(), expected='finite counts')
     if np.any(counts < 0):
-        bad = [_class_name(int(i), None) for i in np.flatnonzero(counts < 0)]
-        raise ValueError('`counts` should be >= 0, but got negative counts '
-                         f'for classes {", ".join(bad)}: {counts}')
+        bad = [_class_name(int(i), class_names)
+               for i in np.flatnonzero(counts < 0)]
+        raise InputError('`counts` should be >= 0, but got negative counts '
+                         f'for classes {", ".join(bad)}: {counts}',
+                         where='counts', value=counts.tolist(),
+                         expected='counts >= 0')
     if not np.any(counts > 0):
-        raise ValueError('`counts` should have at least one class with '
+        raise InputError('`counts` should have at least one class with '
                          'pixels, but all counts are zero: check the label '
                          'files, `reduce_zero_label`, `ignore_index` and '
                          '`label_map` of the dataset')

@@ -43,6 +43,7 @@ def test_tool_launcher_args_and_missing_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv('LOCAL_RANK', '3')  # undone after the test
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(SystemExit, match=r"tools/x.py: error: cannot start "
+    # (ValueError: one line `tools/x.py: error: ...` under run_tool)
+    with pytest.raises(ValueError, match=r"cannot start "
                        r"the 'pytorch' launcher: .*RANK"):
         start_tool_distributed(args, 'tools/x.py')

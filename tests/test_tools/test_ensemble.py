@@ -464,9 +464,14 @@ def test_vote_fraction_is_hard_vote():
 
 
 def run_error(tool, argv, capsys):
+    capsys.readouterr()
     with pytest.raises(SystemExit) as err:
         tool.main(argv)
-    return str(err.value.code)
+    assert err.value.code == 2  # one line on stderr (tool_main)
+    msg = capsys.readouterr().err
+    assert msg.startswith('tools/ensemble.py: error: ') and \
+        len(msg.strip().splitlines()) == 1, msg
+    return msg
 
 
 def test_errors(setup, val_run, tool, tmp_path, capsys):

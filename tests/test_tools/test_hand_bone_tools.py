@@ -87,7 +87,7 @@ def test_converter_cli_bad_input_and_skip_bad(hand_bone_data, tools,
     with pytest.raises(SystemExit) as exit_info:
         converter.main([root, '--num-folds', '3', '--nproc', '1',
                         '--no-progress'])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"{json_path}: annotation 24 has unknown label 'Lunatum'" in err
     converter.main([root, '--num-folds', '3', '--skip-bad', '--no-progress'])
@@ -127,7 +127,7 @@ def test_submission_cli_from_pred_dir(hand_bone_data, tools, tmp_path,
     with pytest.raises(SystemExit) as exit_info:
         tool.main(['--pred-dir', str(tmp_path / 'preds'), '--out', out,
                    '--data-root', root])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2
     assert f'have no prediction in {tmp_path / "preds"}, e.g. {names[1]}' \
         in capsys.readouterr().err
 

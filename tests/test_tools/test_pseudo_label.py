@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import shutil
 
 import numpy as np
@@ -348,12 +349,16 @@ def test_building_csv_read_by_dataset_and_cli(building, capsys):
         np.testing.assert_array_equal(
             rle_decode(rows[i + 1][2], (32, 32)), expected)
 
-    with pytest.raises(SystemExit, match='probability map .*TEST_00000.npy'):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         empty = building['base'] / 'empty_probs'
         empty.mkdir(exist_ok=True)
         tool.main(['--task', 'building', '--prob-dirs', str(empty),
                    '--images-dir', osp.join(building['root'], 'test.csv'),
                    '--out-dir', str(building['base'] / 'x')])
+    assert exit_info.value.code == 2
+    assert re.search('probability map .*TEST_00000.npy',
+                     capsys.readouterr().err)
 
 
 def test_building_max_unsure_and_nothing_kept(building, tmp_path):

@@ -28,12 +28,13 @@ except ImportError as e:
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmseg_ext  # noqa: F401
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
 from mmseg_ext.datasets.pixel_counters import (count_dataset_pixels,
                                               unwrap_dataset)
+from mmseg_ext.engine.tool_cli import add_debug_arg, load_config, tool_main
 from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
                                            class_weight_table,
                                            compute_class_weights,
@@ -90,14 +91,14 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config settings, e.g. '
         'train_dataloader.dataset.data_root=data/x')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
+@tool_main('tools/analysis_tools/class_weights.py')
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if cfg.get('custom_imports', None):
         import_modules_from_strings(**cfg['custom_imports'])
     init_default_scope(cfg.get('default_scope', 'mmseg'))

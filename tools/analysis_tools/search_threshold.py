@@ -41,6 +41,7 @@ except ImportError as e:
 import numpy as np
 from mmengine.config import Config, DictAction
 
+from mmseg_ext.engine.tool_cli import add_debug_arg, load_config, tool_main
 from mmseg_ext.utils.io import dump_json_atomic
 from mmseg_ext.utils.threshold_search import (ProbabilityCache, parse_range,
                                               plot_search, search_threshold)
@@ -75,6 +76,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     return args
 
@@ -172,6 +174,7 @@ def cache_from_dir(cfg: Config, prob_dir: str,
     cache.save_index(dict(source=prob_dir, config=cfg.filename))
 
 
+@tool_main('tools/analysis_tools/search_threshold.py')
 def main(argv=None):
     args = parse_args(argv)
     thresholds = parse_range(args.thresholds, float)
@@ -184,18 +187,16 @@ def main(argv=None):
               f'{args.cache_dir}')
     else:
         if args.config is None:
-            raise SystemExit(f'no cache in {args.cache_dir}: give CONFIG '
+            raise ValueError(f'no cache in {args.cache_dir}: give CONFIG '
                              'and CHECKPOINT (or --prob-dir)')
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options is not None:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options)
         cache = ProbabilityCache(args.cache_dir)
         if args.prob_dir is not None:
             cache_from_dir(cfg, args.prob_dir, cache)
         elif args.checkpoint is not None:
             cache_from_model(cfg, args.checkpoint, cache)
         else:
-            raise SystemExit('give CHECKPOINT or --prob-dir')
+            raise ValueError('give CHECKPOINT or --prob-dir')
 
     result = search_threshold(((p, g) for _, p, g in cache), thresholds,
                               min_areas)

@@ -28,8 +28,8 @@ except ImportError as e:
         osp.abspath(__file__)))))
     import mmseg_ext  # noqa: F401
 
-from mmseg_ext.datasets.converters.hand_bone import (HandBoneAnnotationError,
-                                                     convert_hand_bone)
+from mmseg_ext.datasets.converters.hand_bone import convert_hand_bone
+from mmseg_ext.engine.tool_cli import add_debug_arg, note_partial, tool_main
 
 
 def parse_args(argv=None):
@@ -53,23 +53,32 @@ def parse_args(argv=None):
         help='rebuild every label, also the up-to-date ones')
     parser.add_argument(
         '--no-progress', action='store_true', help='hide the progress bar')
-    return parser.parse_args(argv)
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.num_folds < 2:
+        parser.error(f'--num-folds should be >= 2, but got {args.num_folds}')
+    if args.nproc < 1:
+        parser.error(f'--nproc should be >= 1, but got {args.nproc}')
+    return args
 
 
+@tool_main('tools/dataset_converters/hand_bone.py')
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        summary = convert_hand_bone(
-            args.data_root,
-            num_folds=args.num_folds,
-            seed=args.seed,
-            nproc=args.nproc,
-            skip_bad=args.skip_bad,
-            force=args.force,
-            show_progress=not args.no_progress)
-    except (HandBoneAnnotationError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    # Labels are written atomically file by file (a rerun skips the
+    # up-to-date ones); the split lists at the end.
+    note_partial('the packed labels written so far under '
+                 f'{args.data_root} are complete (a rerun converts only the '
+                 'rest); the splits were not updated')
+    summary = convert_hand_bone(
+        args.data_root,
+        num_folds=args.num_folds,
+        seed=args.seed,
+        nproc=args.nproc,
+        skip_bad=args.skip_bad,
+        force=args.force,
+        show_progress=not args.no_progress)
+    note_partial(None)
     print(f'converted {len(summary["converted"])}, up to date '
           f'{len(summary["skipped"])}, bad {len(summary["bad"])}, warnings '
           f'{len(summary["warnings"])}; splits in '

@@ -15,9 +15,10 @@ except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
 from mmseg_ext.datasets.generators.building import generate_buildings
+from mmseg_ext.engine.tool_cli import add_debug_arg, tool_main
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', help='output folder')
     parser.add_argument('--num-train', type=int, default=200)
@@ -28,11 +29,22 @@ def parse_args():
         '--test-scale', type=float, default=0.5,
         help='test pixels per training pixel (coarser test tiles)')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.num_train < 0:
+        parser.error(f'--num-train should be >= 0, but got {args.num_train}')
+    if args.num_test < 0:
+        parser.error(f'--num-test should be >= 0, but got {args.num_test}')
+    if args.train_size < 1:
+        parser.error(f'--train-size should be >= 1, but got {args.train_size}')
+    if args.test_size < 1:
+        parser.error(f'--test-size should be >= 1, but got {args.test_size}')
+    return args
 
 
-def main():
-    args = parse_args()
+@tool_main('tools/misc/generate_building_data.py')
+def main(argv=None):
+    args = parse_args(argv)
     stats = generate_buildings(args.out_dir, args.num_train, args.num_test,
                                args.train_size, args.test_size,
                                args.test_scale, args.seed)

@@ -18,6 +18,7 @@ except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
 from mmseg_ext.datasets.generators.hand_bone import generate_hand_bone
+from mmseg_ext.engine.tool_cli import add_debug_arg, tool_main
 
 
 def parse_args(argv=None):
@@ -33,9 +34,18 @@ def parse_args(argv=None):
         '--size', type=int, default=512,
         help='image side in pixels (the competition uses 2048)')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args(argv)
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.num_train_ids < 0:
+        parser.error(f'--num-train-ids should be >= 0, but got {args.num_train_ids}')
+    if args.num_test_ids < 0:
+        parser.error(f'--num-test-ids should be >= 0, but got {args.num_test_ids}')
+    if args.size < 1:
+        parser.error(f'--size should be >= 1, but got {args.size}')
+    return args
 
 
+@tool_main('tools/misc/generate_hand_bone_data.py')
 def main(argv=None):
     args = parse_args(argv)
     info = generate_hand_bone(args.out_dir, args.num_train_ids,

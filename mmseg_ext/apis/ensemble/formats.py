@@ -77,23 +77,54 @@ def save_probs(path: str, probs: np.ndarray) -> None:
         np.save(tmp, probs)
 
 
-def load_probs(path: str) -> np.ndarray:
+def load_probs(path: str,
+               num_classes: Optional[int] = None,
+               size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Read a ``(C, H, W)`` uint8 probability file of :func:`save_probs`.
+
+    Args:
+        path (str): The ``.npy`` file.
+        num_classes (int, optional): ``C`` it must have. Defaults to None
+            (any).
+        size (tuple[int, int], optional): ``(H, W)`` of its image. Defaults
+            to None (any).
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if it is not a uint8 ``(C, H, W)`` ``.npy`` array.
+        InputError: if it is not a uint8 ``(C, H, W)`` ``.npy`` array (a
+            float array, an image-like ``(H, W, C)`` one, an empty one), or
+            ``C`` / ``(H, W)`` differ from ``num_classes`` / ``size``.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'probability file {path!r} does not exist')
     try:
         probs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ValueError(f'{path!r} is not a .npy array: {err}') from err
-    if probs.dtype != np.uint8 or probs.ndim != 3:
-        raise ValueError(f'{path!r} should hold (C, H, W) uint8 probabilities '
-                         '(quantize_probs, round(255 p)), but got '
-                         f'{probs.shape} {probs.dtype}')
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f'{path!r} is not a .npy array: {err}',
+                         path=path) from err
+    expected = ('(C, H, W) uint8 probabilities (quantize_probs, '
+                'round(255 p); tools/ensemble.py --save-probs)')
+    if probs.dtype != np.uint8 or probs.ndim != 3 or probs.size == 0:
+        raise InputError(f'{path!r} should hold {expected}, but got '
+                         f'{probs.shape} {probs.dtype}', path=path,
+                         value=(probs.shape, str(probs.dtype)),
+                         expected=expected)
+    if probs.shape[-1] < probs.shape[0] and probs.shape[-1] <= 4 and \
+            probs.shape[0] > 64 and num_classes is None:
+        # (H, W, C): channels last, as an image
+        raise InputError(f'{path!r} looks channels-last (H, W, C) = '
+                         f'{probs.shape}; expected {expected}', path=path,
+                         value=probs.shape, expected=expected)
+    if num_classes is not None and probs.shape[0] != num_classes:
+        raise InputError(f'{path!r} has {probs.shape[0]} classes (shape '
+                         f'{probs.shape}), but {num_classes} are expected '
+                         '(channels first: (C, H, W))', path=path,
+                         value=probs.shape, expected=f'C = {num_classes}')
+    if size is not None and tuple(probs.shape[1:]) != tuple(size):
+        raise InputError(f'{path!r}: probabilities of size (H, W) = '
+                         f'{tuple(probs.shape[1:])} should have the size '
+                         f'{tuple(size)} of their image', path=path,
+                         value=probs.shape, expected=f'(H, W) = {size}')
     return probs
 
 

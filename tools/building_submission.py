@@ -49,7 +49,6 @@ from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.rle import rle_encode
 
 
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Write the building submission CSV (img_id,mask_rle)')

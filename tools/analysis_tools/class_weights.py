@@ -33,7 +33,7 @@ from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
 from mmseg_ext.datasets.pixel_counters import (count_dataset_pixels,
-                                              unwrap_dataset)
+                                               unwrap_dataset)
 from mmseg_ext.engine.tool_cli import add_debug_arg, load_config, tool_main
 from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
                                            class_weight_table,

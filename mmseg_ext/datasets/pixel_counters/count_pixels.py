@@ -29,7 +29,6 @@ CACHE_VERSION = 1
 CACHE_PREFIX = 'class_pixel_counts_'
 
 
-
 def unwrap_dataset(dataset) -> List[Any]:
     """The leaf datasets under mmengine/mmseg dataset wrappers.
 

@@ -11,8 +11,8 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from mmseg_ext.datasets.pixel_counters import (PixelCounter,
-                                              count_dataset_pixels,
-                                              unwrap_dataset)
+                                               count_dataset_pixels,
+                                               unwrap_dataset)
 from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
                                            NORMALIZE_MODES,
                                            class_weight_table,

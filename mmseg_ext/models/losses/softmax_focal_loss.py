@@ -147,7 +147,6 @@ class SoftmaxFocalLoss(BaseSegLoss):
                          loss_name)
         self.gamma = check_non_negative('gamma', gamma)
 
-
     def compute(self, seg_logits: torch.Tensor, seg_label: torch.Tensor,
                 args: LossArgs) -> torch.Tensor:
         """:func:`softmax_focal_loss` with the module's settings."""

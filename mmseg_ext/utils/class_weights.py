@@ -39,14 +39,21 @@ def check_class_weight_args(method: str, beta: float,
     if method not in CLASS_WEIGHT_METHODS:
         raise ValueError(f'`method` should be one of {CLASS_WEIGHT_METHODS}, '
                          f'but got {method!r}')
-    if not 0 < beta < 1:
-        raise ValueError(f'`beta` should be in (0, 1), but got {beta}')
+    if not _is_real(beta) or not 0 < beta < 1:
+        raise ValueError(f'`beta` should be in (0, 1), but got {beta!r}')
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f'`normalize` should be one of {NORMALIZE_MODES}, '
                          f'but got {normalize!r}')
-    if max_ratio is not None and not max_ratio >= 1:
+    if max_ratio is not None and (not _is_real(max_ratio)
+                                  or not max_ratio >= 1):
         raise ValueError(f'`max_ratio` should be >= 1 or None, but got '
-                         f'{max_ratio}')
+                         f'{max_ratio!r}')
+
+
+def _is_real(value) -> bool:
+    """A real number, not a bool (``True < 1`` would pass silently)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool)
 
 
 def compute_class_weights(counts: Sequence[float],

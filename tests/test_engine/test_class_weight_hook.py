@@ -232,3 +232,33 @@ def test_analysis_tool(toy_data_root, tmp_path, capsys):
     report = json.load(open(out / 'class_weights.json'))
     assert report['weights'] == pytest.approx(expected.tolist())
     assert (out / 'class_weights.png').is_file()
+
+
+@pytest.mark.parametrize('kwargs,exc,match', [
+    (dict(beta='0.9'), ValueError, '`beta`'),
+    (dict(max_ratio=float('nan')), ValueError, '`max_ratio`'),
+    (dict(max_ratio=True), ValueError, '`max_ratio`'),
+    (dict(num_workers=True), ValueError, '`num_workers`'),
+    (dict(counter='PixelCounter'), TypeError, '`counter`'),
+    (dict(apply_to=[]), ValueError, '`apply_to`'),
+    (dict(apply_to=['loss_ce', 3]), ValueError, '`apply_to`'),
+    (dict(ignore_index='255'), TypeError, '`ignore_index`'),
+    (dict(use_cache='no'), TypeError, '`use_cache`'),
+    (dict(save_plot=None), TypeError, '`save_plot`'),
+    (dict(priority='SUPER_HIGH'), ValueError, '`priority`'),
+    (dict(priority=101), ValueError, '`priority`'),
+    (dict(priority=1.5), ValueError, '`priority`'),
+])
+def test_hook_validation_through_registry(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        HOOKS.build(dict(type='ClassWeightHook', **kwargs))
+
+
+def test_hook_uses_the_shared_check(monkeypatch):
+    from mmseg_ext.engine.hooks import class_weight_hook
+    calls = []
+    monkeypatch.setattr(class_weight_hook, 'check_class_weight_args',
+                        lambda *args: calls.append(args))
+    HOOKS.build(dict(type='ClassWeightHook', method='median_freq',
+                     priority=10))
+    assert calls == [('median_freq', 0.9999, 'mean', None)]

@@ -63,6 +63,7 @@ class LoadRLEAnnotations(BaseTransform):
         CSVRowError: (a ``ValueError``) naming the CSV file and line when
             the row has no RLE (a test CSV), the runs do not fit the image,
             or the image has another size than ``height``/``width``.
+        TypeError: if ``rle_key`` is not a non-empty str.
 
     Examples:
         >>> pipeline = [dict(type='LoadImageFromFile'),
@@ -70,6 +71,10 @@ class LoadRLEAnnotations(BaseTransform):
     """
 
     def __init__(self, rle_key: str = 'mask_rle') -> None:
+        if not isinstance(rle_key, str) or not rle_key:
+            raise TypeError('`rle_key` should be a non-empty str (the '
+                            "results key of the RLE, e.g. 'mask_rle'), but "
+                            f'got {rle_key!r}')
         self.rle_key = rle_key
 
     def transform(self, results: dict) -> dict:
@@ -164,6 +169,12 @@ class AlbuSeg(Albu):
         update_ori_shape (bool): Also set ``ori_shape`` to the new size.
             Defaults to False.
 
+    Raises:
+        TypeError: if ``transforms`` is not a list of dicts with a
+            ``type``, ``keymap`` not a str-to-str dict, or a flag not a
+            bool.
+        ValueError: if ``keymap`` does not map ``img``.
+
     Examples:
         >>> aug = TRANSFORMS.build(dict(
         ...     type='AlbuSeg',
@@ -175,6 +186,29 @@ class AlbuSeg(Albu):
                  keymap: Optional[Dict[str, str]] = None,
                  update_pad_shape: bool = False,
                  update_ori_shape: bool = False) -> None:
+        if isinstance(transforms, dict) or not isinstance(
+                transforms, (list, tuple)) or any(
+                    not isinstance(t, dict) or 'type' not in t
+                    for t in transforms):
+            raise TypeError(
+                '`transforms` should be a list of albumentations dicts with '
+                "a 'type', e.g. [dict(type='HorizontalFlip', p=0.5)], but "
+                f'got {transforms!r}')
+        if keymap is not None:
+            if not isinstance(keymap, dict) or any(
+                    not isinstance(k, str) or not isinstance(v, str)
+                    for k, v in keymap.items()):
+                raise TypeError('`keymap` should be a dict of str to str, '
+                                f'but got {keymap!r}')
+            if 'img' not in keymap:
+                raise ValueError(
+                    "`keymap` should map 'img' (e.g. {'img': 'image', "
+                    f"'gt_seg_map': 'mask'}}), but got {keymap!r}")
+        for name, flag in (('update_pad_shape', update_pad_shape),
+                           ('update_ori_shape', update_ori_shape)):
+            if not isinstance(flag, bool):
+                raise TypeError(f'`{name}` should be True or False, but got '
+                                f'{flag!r}')
         super().__init__(
             copy.deepcopy(transforms), keymap=keymap,
             update_pad_shape=update_pad_shape)

@@ -29,6 +29,7 @@ match the image or the per-class result exactly; 3 channels do.
 OpenCV-based transforms return ``(H, W)`` instead of ``(H, W, 1)``; every
 consumer here accepts both.
 """
+from numbers import Number
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -282,8 +283,9 @@ class PackLabelRegions(BaseTransform):
         ignore_index (int, optional): Ignored label value. Defaults to 255.
 
     Raises:
-        ValueError: on empty regions, or a ``gt_seg_map`` that is not
-            ``(H, W)`` (e.g. already packed).
+        ValueError: on empty regions, regions holding ``ignore_index``, or
+            a ``gt_seg_map`` that is not ``(H, W)`` (e.g. already packed).
+        TypeError: on non-int label values or ``ignore_index``.
     """
 
     def __init__(self,
@@ -296,6 +298,25 @@ class PackLabelRegions(BaseTransform):
             raise ValueError('`regions` should be a non-empty list of '
                              'non-empty lists of label values, e.g. [[1]], '
                              f'but got {regions!r}')
+        bad = [
+            v for r in regions for v in r
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+        ]
+        if bad:
+            raise TypeError('`regions` should hold int label values, but got '
+                            f'{bad!r} in {regions!r}')
+        if ignore_index is not None and (isinstance(ignore_index, bool) or
+                                         not isinstance(
+                                             ignore_index,
+                                             (int, np.integer))):
+            raise TypeError('`ignore_index` should be an int or None, but '
+                            f'got {ignore_index!r}')
+        if ignore_index is not None and any(ignore_index in r
+                                            for r in regions):
+            raise ValueError(
+                f'`regions` should not contain `ignore_index` '
+                f'({ignore_index}): those pixels are ignored, never a class, '
+                f'but got {regions!r}; drop it or change `ignore_index`')
         self.regions = [[int(v) for v in r] for r in regions]
         self.ignore_index = ignore_index
 
@@ -440,7 +461,34 @@ class MultiLabelRandomCrop(RandomCrop):
             Defaults to 1.0 (no test).
         ignore_index (int): Unused (ignored pixels are those with a clear
             valid bit); kept for config compatibility. Defaults to 255.
+
+    Raises:
+        ValueError: if ``crop_size`` is not a positive int or two of them,
+            or ``cat_max_ratio`` is not in ``(0, 1]``.
     """
+
+    def __init__(self,
+                 crop_size,
+                 cat_max_ratio: float = 1.,
+                 ignore_index: int = 255) -> None:
+        size = (crop_size, crop_size) if isinstance(
+            crop_size, (int, np.integer)) else crop_size
+        if isinstance(crop_size, bool) or not isinstance(
+                size, (list, tuple)) or len(size) != 2 or any(
+                    isinstance(v, bool) or not isinstance(
+                        v, (int, np.integer)) or v < 1 for v in size):
+            raise ValueError('`crop_size` should be a positive int or (h, w) '
+                             f'positive ints, but got {crop_size!r}')
+        if isinstance(cat_max_ratio, bool) or not isinstance(
+                cat_max_ratio, Number) or not 0 < cat_max_ratio <= 1:
+            raise ValueError(
+                '`cat_max_ratio` should be in (0, 1] (1.0: no test; near 0 '
+                'no crop passes and the 10th try is always taken), but got '
+                f'{cat_max_ratio!r}')
+        super().__init__(
+            crop_size=tuple(int(v) for v in size),
+            cat_max_ratio=float(cat_max_ratio),
+            ignore_index=ignore_index)
 
     @cache_randomness
     def crop_bbox(self, results: dict) -> tuple:

@@ -8,13 +8,13 @@ import torch.nn as nn
 from mmengine.dist import broadcast_object_list, get_rank, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import get_priority
 from mmseg.registry import HOOKS
 
 from mmseg_ext.datasets.pixel_counters import (PixelCounter,
                                                count_dataset_pixels,
                                                unwrap_dataset)
-from mmseg_ext.utils.class_weights import (CLASS_WEIGHT_METHODS,
-                                           NORMALIZE_MODES,
+from mmseg_ext.utils.class_weights import (check_class_weight_args,
                                            class_weight_table,
                                            compute_class_weights,
                                            save_class_weight_report)
@@ -105,6 +105,15 @@ class ClassWeightHook(Hook):
         priority (int | str): Hook priority. Defaults to ``'VERY_HIGH'`` so
             the weights are set before other ``before_train`` hooks.
 
+    Raises:
+        ValueError: on bad weighting options
+            (:func:`mmseg_ext.utils.class_weights.check_class_weight_args`),
+            a negative ``num_workers``, an empty or non-str ``apply_to`` or
+            a ``priority`` mmengine does not know.
+        TypeError: on a ``counter`` that is not a dict or
+            :class:`PixelCounter`, a non-int ``ignore_index`` or non-bool
+            flags.
+
     Examples:
         >>> custom_hooks = [
         ...     dict(type='ClassWeightHook', method='median_freq',
@@ -123,18 +132,9 @@ class ClassWeightHook(Hook):
                  ignore_index: int = 255,
                  save_plot: bool = True,
                  priority: Union[int, str] = 'VERY_HIGH') -> None:
-        if method not in CLASS_WEIGHT_METHODS:
-            raise ValueError(f'`method` should be one of '
-                             f'{CLASS_WEIGHT_METHODS}, but got {method!r}')
-        if not 0 < beta < 1:
-            raise ValueError(f'`beta` should be in (0, 1), but got {beta}')
-        if normalize not in NORMALIZE_MODES:
-            raise ValueError(f'`normalize` should be one of '
-                             f'{NORMALIZE_MODES}, but got {normalize!r}')
-        if max_ratio is not None and not max_ratio >= 1:
-            raise ValueError(f'`max_ratio` should be >= 1 or None, but got '
-                             f'{max_ratio}')
-        if not isinstance(num_workers, int) or num_workers < 0:
+        check_class_weight_args(method, beta, normalize, max_ratio)
+        if isinstance(num_workers, bool) or not isinstance(
+                num_workers, int) or num_workers < 0:
             raise ValueError('`num_workers` should be an int >= 0, but got '
                              f'{num_workers!r}')
         if counter is not None and not isinstance(counter,
@@ -144,6 +144,31 @@ class ClassWeightHook(Hook):
                             f'{type(counter).__name__}')
         if isinstance(apply_to, str):
             apply_to = [apply_to]
+        if apply_to is not None and (
+                not isinstance(apply_to, Sequence) or not apply_to
+                or any(not isinstance(n, str) or not n for n in apply_to)):
+            raise ValueError(
+                '`apply_to` should be None (all losses with a '
+                "`class_weight`) or a non-empty list of `loss_name` s, e.g. "
+                f"['loss_ce'], but got {apply_to!r}")
+        if isinstance(ignore_index, bool) or not isinstance(
+                ignore_index, (int, np.integer)):
+            raise TypeError('`ignore_index` should be an int, but got '
+                            f'{ignore_index!r}')
+        for name, flag in (('use_cache', use_cache), ('save_plot',
+                                                      save_plot)):
+            if not isinstance(flag, bool):
+                raise TypeError(f'`{name}` should be True or False, but got '
+                                f'{flag!r}')
+        try:
+            if isinstance(priority, bool):
+                raise TypeError
+            get_priority(priority)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                '`priority` should be an int in [0, 100] or a name of '
+                "mmengine's Priority (e.g. 'VERY_HIGH'), but got "
+                f'{priority!r}') from None
         self.method = method
         self.beta = beta
         self.normalize = normalize

@@ -1,5 +1,8 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Encoder-decoder for multi-label (sigmoid) segmentation with flip TTA."""
+import difflib
+import math
+import warnings
 from numbers import Number
 from typing import List, Sequence
 
@@ -16,10 +19,15 @@ from torch import Tensor
 
 # Re-exported: the segmentor's ``test_cfg.min_area`` is this function.
 from mmseg_ext.utils.postprocess import remove_small_components
+from .slide_inference import BLEND_MODES
 
 __all__ = ['MultiLabelEncoderDecoder', 'remove_small_components']
 
 FLIP_DIMS = dict(horizontal=(3, ), vertical=(2, ))
+# ``test_cfg`` keys read by this segmentor, MMSeg's ``EncoderDecoder`` and
+# :mod:`mmseg_ext.models.segmentors.slide_inference`.
+TEST_CFG_KEYS = ('mode', 'crop_size', 'stride', 'flip', 'flip_direction',
+                 'threshold', 'min_area', 'blend', 'sigma_scale')
 
 
 def _per_class(value, num_classes: int, name: str, kind) -> List:
@@ -36,9 +44,11 @@ def _per_class(value, num_classes: int, name: str, kind) -> List:
 
 
 def _check_threshold(v, name):
-    if isinstance(v, bool) or not isinstance(v, Number) or not 0 <= v < 1:
-        raise ValueError(f'`test_cfg.{name}` should be in [0, 1), but got '
-                         f'{v!r}')
+    if isinstance(v, bool) or not isinstance(v, Number) or \
+            not math.isfinite(v) or not 0 <= v < 1:
+        raise ValueError(f'`test_cfg.{name}` should be a number in [0, 1) '
+                         '(pixels with prob > threshold are foreground; 1 '
+                         f'would predict nothing), but got {v!r}')
 
 
 def _check_min_area(v, name):
@@ -94,7 +104,13 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
         **kwargs: As :class:`mmseg.models.EncoderDecoder`.
 
     Raises:
-        ValueError: on bad ``test_cfg`` keys.
+        ValueError: on bad ``test_cfg`` values (unknown ``mode``, slide
+            without ``crop_size``/``stride`` or with stride > crop, bad
+            ``blend``/``sigma_scale``/``flip_direction``, ``threshold`` not
+            in ``[0, 1)`` or of the wrong length, negative ``min_area``).
+        TypeError: if ``test_cfg.flip`` is not a bool.
+
+    Unknown ``test_cfg`` keys only warn (with the closest known key).
 
     Examples:
         >>> model = dict(
@@ -132,6 +148,34 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
                     raise ValueError(
                         f"`test_cfg.{key}` should be (h, w) positive ints "
                         f"with mode='slide', but got {v!r}")
+            crop, stride = cfg['crop_size'], cfg['stride']
+            if any(s > c for s, c in zip(stride, crop)):
+                raise ValueError(
+                    '`test_cfg.stride` should be <= `test_cfg.crop_size` in '
+                    'each dim (else pixels between windows are never '
+                    f'predicted), but got stride={tuple(stride)} with '
+                    f'crop_size={tuple(crop)}; e.g. stride = 3/4 of crop')
+        blend = cfg.get('blend', 'uniform')
+        if blend not in BLEND_MODES:
+            raise ValueError(f'`test_cfg.blend` should be one of '
+                             f'{BLEND_MODES}, but got {blend!r}')
+        sigma = cfg.get('sigma_scale', 0.125)
+        if isinstance(sigma, bool) or not isinstance(sigma, Number) or \
+                not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError('`test_cfg.sigma_scale` should be a finite '
+                             f'number > 0, but got {sigma!r}')
+        flip = cfg.get('flip', False)
+        if not isinstance(flip, bool):
+            raise TypeError(f'`test_cfg.flip` should be True or False, but '
+                            f'got {flip!r}')
+        for key in cfg:
+            if key not in TEST_CFG_KEYS:
+                close = difflib.get_close_matches(key, TEST_CFG_KEYS, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ''
+                warnings.warn(
+                    f'`test_cfg.{key}` is not read by '
+                    f'MultiLabelEncoderDecoder (keys: {TEST_CFG_KEYS})'
+                    f'{hint}')
         # The properties validate their keys.
         _ = (self.flip_directions, self.class_thresholds,
              self.class_min_areas)

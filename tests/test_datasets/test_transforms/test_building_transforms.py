@@ -147,3 +147,25 @@ def test_load_rle_annotations_errors_name_the_csv_line():
     with pytest.raises(CSVRowError, match=r'line 7 .*image is 4x5, but the '
                        'dataset says every image is 8x8'):
         LoadRLEAnnotations()(_rle_results(mask, height=8, width=8))
+
+
+@pytest.mark.parametrize('rle_key', ['', None, 3])
+def test_load_rle_annotations_bad_rle_key(rle_key):
+    with pytest.raises(TypeError, match='rle_key'):
+        TRANSFORMS.build(dict(type='LoadRLEAnnotations', rle_key=rle_key))
+
+
+@pytest.mark.parametrize('cfg,exc,match', [
+    (dict(transforms=dict(type='HorizontalFlip')), TypeError, 'transforms'),
+    (dict(transforms=[dict(p=0.5)]), TypeError, 'transforms'),
+    (dict(transforms=['HorizontalFlip']), TypeError, 'transforms'),
+    (dict(transforms=[], keymap=[('img', 'image')]), TypeError, 'keymap'),
+    (dict(transforms=[], keymap=dict(gt_seg_map='mask')), ValueError,
+     "map 'img'"),
+    (dict(transforms=[], update_ori_shape='yes'), TypeError,
+     'update_ori_shape'),
+    (dict(transforms=[], update_pad_shape=1), TypeError, 'update_pad_shape'),
+])
+def test_albuseg_bad_args(cfg, exc, match):
+    with pytest.raises(exc, match=match):
+        TRANSFORMS.build(dict(type='AlbuSeg', **cfg))

@@ -332,3 +332,42 @@ def test_load_multilabel_annotations_rejects_bits_beyond_c(
                        rf'bit\(s\) \[{bit}\] \(class index\(es\) '
                        rf'\[{num_classes}\]\), beyond the C={num_classes}'):
         LoadMultiLabelAnnotations(num_classes)(dict(seg_map_path=path))
+
+
+@pytest.mark.parametrize('cfg,exc,match', [
+    (dict(regions=[[1, 2.5]]), TypeError, 'int label values'),
+    (dict(regions=[[1, True]]), TypeError, 'int label values'),
+    (dict(regions=[[1]], ignore_index='255'), TypeError, 'ignore_index'),
+    (dict(regions=[[1, 255]]), ValueError, 'should not contain'),
+    (dict(regions=[[0, 1]], ignore_index=0), ValueError, 'should not contain'),
+])
+def test_pack_label_regions_bad_args(cfg, exc, match):
+    with pytest.raises(exc, match=match):
+        TRANSFORMS.build(dict(type='PackLabelRegions', **cfg))
+
+
+def test_pack_label_regions_without_ignore_index_builds():
+    t = TRANSFORMS.build(
+        dict(type='PackLabelRegions', regions=[[255]], ignore_index=None))
+    assert t.regions == [[255]]
+
+
+@pytest.mark.parametrize('cfg,match', [
+    (dict(crop_size=0), 'crop_size'),
+    (dict(crop_size=(4, -1)), 'crop_size'),
+    (dict(crop_size=(4, 4, 4)), 'crop_size'),
+    (dict(crop_size=(4.0, 4)), 'crop_size'),
+    (dict(crop_size=True), 'crop_size'),
+    (dict(crop_size=4, cat_max_ratio=0), 'cat_max_ratio'),
+    (dict(crop_size=4, cat_max_ratio=1.5), 'cat_max_ratio'),
+    (dict(crop_size=4, cat_max_ratio=float('nan')), 'cat_max_ratio'),
+])
+def test_multilabel_random_crop_bad_args(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        TRANSFORMS.build(dict(type='MultiLabelRandomCrop', **cfg))
+
+
+def test_multilabel_random_crop_int_size_builds():
+    t = TRANSFORMS.build(
+        dict(type='MultiLabelRandomCrop', crop_size=4, cat_max_ratio=0.75))
+    assert t.crop_size == (4, 4) and t.cat_max_ratio == 0.75

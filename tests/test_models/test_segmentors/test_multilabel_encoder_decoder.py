@@ -205,3 +205,38 @@ def test_predict_without_data_samples():
 def test_bad_test_cfg(test_cfg, match):
     with pytest.raises(ValueError, match=match):
         build('MLTestRampBackbone', test_cfg=test_cfg)
+
+
+@pytest.mark.parametrize('test_cfg,match', [
+    (dict(mode='slide', crop_size=(4, 4), stride=(5, 2)), 'stride.*<='),
+    (dict(mode='slide', crop_size=(4, 0), stride=(2, 2)), 'crop_size'),
+    (dict(mode='slide', crop_size=(4, 4), stride=(2, 2.5)), 'stride'),
+    (dict(threshold=float('nan')), 'threshold'),
+    (dict(threshold=1.0), 'threshold'),
+    (dict(threshold=[0.5, True]), 'threshold'),
+    (dict(min_area=[1, 2, 3]), 'min_area'),
+    (dict(blend='gauss'), 'blend'),
+    (dict(sigma_scale=0), 'sigma_scale'),
+])
+def test_impossible_test_cfg(test_cfg, match):
+    with pytest.raises(ValueError, match=match):
+        build('MLTestRampBackbone', test_cfg=test_cfg)
+
+
+def test_flip_should_be_bool():
+    with pytest.raises(TypeError, match='flip'):
+        build('MLTestRampBackbone', test_cfg=dict(flip='yes'))
+
+
+def test_unknown_test_cfg_key_warns_with_closest():
+    with pytest.warns(UserWarning, match="did you mean 'threshold'"):
+        build('MLTestRampBackbone', test_cfg=dict(treshold=0.5))
+
+
+def test_valid_slide_test_cfg_builds():
+    model = build(
+        'MLTestRampBackbone',
+        test_cfg=dict(mode='slide', crop_size=(4, 4), stride=(4, 3),
+                      blend='gaussian', sigma_scale=0.2, threshold=[0, 0.9],
+                      min_area=[0, 3]))
+    assert model.class_thresholds == [0.0, 0.9]

@@ -150,9 +150,24 @@ def _read_table(path: str) -> np.ndarray:
                                    f'"weights" field, but has {sorted(data)}',
                                    path=path, where='field "weights"')
             data = data['weights']
+        rows = data if isinstance(data, list) else None
+        if rows is not None and rows and all(
+                isinstance(r, list) for r in rows):
+            cells = [v for r in rows for v in r]
+        else:
+            cells = rows
+        # JSON numbers only: np.asarray would turn true into 1.0 and the
+        # string "1.5" into 1.5 without a word.
+        if cells is None or not cells or any(
+                isinstance(v, bool) or not isinstance(v, (int, float))
+                for v in cells):
+            raise WeightsError(
+                path=path, where='field "weights"', value=data,
+                expected='E numbers or E lists of C numbers (JSON numbers, '
+                'not strings or booleans)')
         try:
             return np.asarray(data, dtype=np.float64)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise WeightsError(f'{path}: "weights" should be E numbers or E '
                                f'lists of C numbers: {err}', path=path,
                                where='field "weights"') from err

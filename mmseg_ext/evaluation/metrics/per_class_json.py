@@ -77,7 +77,11 @@ def read_per_class_json(path: str,
                 path=path, where="field 'classes'", value=classes,
                 expected=f'a list of class names (the file should hold '
                 f'{fields} lists)')
-        classes = [str(c) for c in classes]
+        bad = [c for c in classes if not isinstance(c, str)]
+        if bad:
+            raise PerClassJSONError(
+                path=path, where="field 'classes'", value=bad[0],
+                expected='class names as JSON strings')
     out = dict(classes=classes)
     for key in keys:
         values = data.get(key)

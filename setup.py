@@ -50,6 +50,8 @@ install_requires = [
     'rich>=12',
     'prettytable',
     'scipy',
+    # BraTS NIfTI volumes.
+    'nibabel>=5',
     # mmseg 1.2.2 imports these from ``mmseg.models`` but lists them only as
     # extras.
     'ftfy',
@@ -59,7 +61,7 @@ install_requires = [
 extras_require = {
     # Compiled RLE kernels (mmseg_ext/utils/_rle_kernels.py); without numba
     # the numpy code path is used.
-    'fast': ['numba>=0.59'],
+    'fast': ['numba>=0.59', 'edt>=2'],
     # The tests cover both RLE paths.
     'tests': [
         'pytest>=7', 'pytest-timeout', 'pytest-xdist>=3', 'hypothesis>=6',

@@ -41,15 +41,34 @@ def tool_env(with_test_hooks: bool = True, **extra) -> dict:
     return env
 
 
+#: What a gloo rank prints when a C++ thread is still joinable as the
+#: interpreter exits, after its work is done (see
+#: ``mmseg_ext.engine.dist_launch.teardown_distributed``).
+GLOO_EXIT_ABORT = 'terminate called without an active exception'
+
+
 def run(cmd, env=None, timeout=120) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in the repo root; stdout/stderr captured as text."""
-    return subprocess.run(
-        [str(c) for c in cmd],
-        cwd=REPO_ROOT,
-        env=env if env is not None else tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout)
+    """Run ``cmd`` in the repo root; stdout/stderr captured as text.
+
+    A torchrun job whose only failure is a rank's SIGABRT at interpreter
+    exit (:data:`GLOO_EXIT_ABORT`, seen about once in five full suites on
+    the 2-core CI machine while both xdist workers run multi-process tests)
+    is run once more; any other failure is returned as it is.
+    """
+    def once():
+        return subprocess.run(
+            [str(c) for c in cmd],
+            cwd=REPO_ROOT,
+            env=env if env is not None else tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout)
+
+    proc = once()
+    if proc.returncode != 0 and GLOO_EXIT_ABORT in proc.stderr and \
+            'SIGABRT' in proc.stderr:
+        proc = once()
+    return proc
 
 
 def data_root_options(data_root: str) -> list:

@@ -14,48 +14,16 @@ into ``p`` of shape ``(C, H, W)``, and every class-pixel is
 
 An image whose *unsure fraction* exceeds ``max_unsure`` is skipped (logged
 and listed in the manifest). The unsure fraction is the fraction of pixels
-that are unsure for at least one class (hand bones) or for the building
-class (buildings).
+that are unsure for at least one of the classes the task keeps.
 
 What is written is the task adapter's (:mod:`mmseg_ext.tasks`:
 ``list_unlabelled_images``, ``pseudo_label_probs``, ``pseudo_label_outputs``,
 ``write_pseudo_label``, ``write_pseudo_index``, ``pseudo_label_dataset``);
-``task`` is its name (``'hand_bone'``, ``'building'``, or any registered
-task) or the adapter. The two shipped tasks:
+``task`` is a registered task's name or the adapter.
 
-Hand bones (``task='hand_bone'``, ``C = 29``) give a new dataset root in
-the competition layout, read by
-:class:`mmseg_ext.datasets.HandBoneDataset`::
-
-    {out_dir}/train/DCM/{ID}/{name}.png            # link to (or copy of)
-                                                   #   the unlabelled image
-    {out_dir}/train/packed_labels/{ID}/{name}.png  # packed pseudo-label
-    {out_dir}/splits/all.txt                       # every kept image
-    {out_dir}/splits/fold{k}_train.txt             # the same, k < num_folds
-    {out_dir}/manifest.json                        # report (see below)
-
-Use ``HandBoneDataset(data_root=out_dir, split='all')`` (or
-``split='train', fold=k`` for any ``k < num_folds``: every fold trains on
-every pseudo image; no ``fold{k}_val.txt`` is written, pseudo images never
-validate). The packed format ignores whole pixels only (the valid bit, see
-:mod:`mmseg_ext.utils.multilabel`), so **a pixel unsure for any class is
-ignored for every class**; its confident classes are dropped too. There are
-no polygon JSONs (``train/outputs_json``): do not run the hand-bone
-converter on this root (it needs them and would not keep the ignored
-pixels).
-
-Buildings (``task='building'``) give a competition CSV read by
-:class:`mmseg_ext.datasets.BuildingRLEDataset`::
-
-    {out_dir}/train.csv                 # img_id,img_path,mask_rle
-    {out_dir}/train_img/{name}          # link to (or copy of) the image
-    {out_dir}/manifest.json
-
-with ``img_path`` relative to the CSV's folder (``./train_img/...``) and
-``-1`` for an empty mask; read it with ``BuildingRLEDataset(
-data_root=out_dir, ann_file='train.csv', split='all')``. An RLE cannot
-carry ignored pixels, so unsure pixels of a kept image count as
-**background** (negative): bound their share with ``max_unsure``.
+The layouts of the shipped tasks are documented on their adapters
+(:class:`~mmseg_ext.tasks.HandBoneTask`,
+:class:`~mmseg_ext.tasks.BuildingTask`).
 
 ``manifest.json`` holds the settings, the kept images (with their unsure
 and positive fractions), the skipped ones (with the reason) and totals.
@@ -288,8 +256,8 @@ def make_pseudo_labels(task,
     """Write a pseudo-labelled dataset of ``task`` (see the module doc).
 
     Args:
-        task (str | BaseSegTask): ``'hand_bone'``, ``'building'`` (or
-            another registered task's name), or the adapter.
+        task (str | BaseSegTask): A registered task's name
+            (:func:`mmseg_ext.tasks.task_names`) or the adapter.
         prob_dirs (str | Sequence[str]): ``E >= 1`` folders of
             ``{image_stem}.npy`` uint8 ``(C, H, W)`` probabilities, one per
             ensemble member.
@@ -329,7 +297,7 @@ def make_pseudo_labels(task,
 
     Examples:
         >>> manifest = make_pseudo_labels(
-        ...     'hand_bone', ['work_dirs/ens/test_probs/0_a'],
+        ...     HandBoneTask(), ['work_dirs/ens/test_probs/0_a'],
         ...     'data/hand_bone/test/DCM', 'data/hand_bone_pseudo',
         ...     pos=0.9, neg=0.1, max_unsure=0.05)
         >>> manifest['num_kept']

@@ -33,6 +33,19 @@ class BuildingTask(BaseSegTask):
         >>> from mmseg_ext.tasks import build_task
         >>> build_task('building').submission_header
         ('img_id', 'mask_rle')
+
+    Pseudo-labels (``tools/pseudo_label.py``) give a competition CSV read by
+    :class:`mmseg_ext.datasets.BuildingRLEDataset`::
+
+        {out_dir}/train.csv                 # img_id,img_path,mask_rle
+        {out_dir}/train_img/{name}          # link to (or copy of) the image
+        {out_dir}/manifest.json
+
+    with ``img_path`` relative to the CSV's folder (``./train_img/...``) and
+    ``-1`` for an empty mask; read it with ``BuildingRLEDataset(
+    data_root=out_dir, ann_file='train.csv', split='all')``. An RLE cannot
+    carry ignored pixels, so unsure pixels of a kept image count as
+    **background** (negative): bound their share with ``max_unsure``.
     """
     name = 'building'
     title = 'building'

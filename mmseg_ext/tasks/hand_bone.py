@@ -33,6 +33,27 @@ class HandBoneTask(BaseSegTask):
         >>> task = build_task('hand_bone')
         >>> len(task.classes), task.classes[0]
         (29, 'finger-1')
+
+    Pseudo-labels (``tools/pseudo_label.py``) give a new dataset root in
+    the competition layout, read by
+    :class:`mmseg_ext.datasets.HandBoneDataset`::
+
+        {out_dir}/train/DCM/{ID}/{name}.png            # link to / copy of
+                                                       #   the unlabelled image
+        {out_dir}/train/packed_labels/{ID}/{name}.png  # packed pseudo-label
+        {out_dir}/splits/all.txt                       # every kept image
+        {out_dir}/splits/fold{k}_train.txt             # the same, k < K folds
+        {out_dir}/manifest.json                        # report
+
+    Use ``HandBoneDataset(data_root=out_dir, split='all')`` (or
+    ``split='train', fold=k`` for any ``k < num_folds``: every fold trains on
+    every pseudo image; no ``fold{k}_val.txt`` is written, pseudo images never
+    validate). The packed format ignores whole pixels only (the valid bit, see
+    :mod:`mmseg_ext.utils.multilabel`), so **a pixel unsure for any class is
+    ignored for every class**; its confident classes are dropped too. There are
+    no polygon JSONs (``train/outputs_json``): do not run the hand-bone
+    converter on this root (it needs them and would not keep the ignored
+    pixels).
     """
     name = 'hand_bone'
     title = 'hand-bone'

@@ -36,13 +36,9 @@ class SubmissionSpool:
     The rows, their order and the CSV are the task's
     (:meth:`~mmseg_ext.tasks.BaseSegTask.submission_rows`,
     :meth:`~mmseg_ext.tasks.BaseSegTask.submission_key`,
-    :meth:`~mmseg_ext.tasks.BaseSegTask.write_submission`), e.g.
-
-    - ``'hand_bone'``: ``image_name,class,rle``, images sorted by name,
-      classes in order;
-    - ``'building'``: ``img_id,mask_rle`` in input order (the ``key`` of
-      :meth:`add`: the image's position, so rows of several ranks merge in
-      order), ``-1`` for an empty mask.
+    :meth:`~mmseg_ext.tasks.BaseSegTask.write_submission`; the shipped
+    formats are documented on the adapters). The ``key`` of :meth:`add`
+    orders the rows, so rows of several ranks merge in order.
 
     Under a process group each rank spools its own rows and
     :meth:`gather_to_main` streams them into rank 0's spool, which writes
@@ -223,7 +219,7 @@ def ensemble_test(ensemble: Ensemble,
     for ``'hard'``), then write ``{out_dir}/{stem}.png``: a packed label
     (``write_packed_label``) for ``C > 1`` masks, a 0/255 PNG for
     ``C == 1``, a class-index PNG for ``'argmax'``. Submission rows (the
-    task's, e.g. ``'hand_bone'`` or ``'building'``) go to a
+    task adapter's) go to a
     :class:`SubmissionSpool` (a temporary file beside the CSV), so memory
     does not grow with the number of images; the CSV is written at the
     end, atomically. Unnamed class indices get the task's class names

@@ -230,9 +230,8 @@ class BraTSMetric(BaseMetric):
         self.write_nifti = bool(write_nifti)
         self.write_report = bool(write_report)
         if overlays is not None:
-            overlays = dict(modality='FLAIR', num_largest=3, slices=(),
-                            scale=2, **{k: v for k, v in dict(overlays).items()
-                                        if k != 'type'})
+            overlays = {**dict(modality='FLAIR', num_largest=3, slices=(),
+                               scale=2), **dict(overlays)}
             unknown = set(overlays) - {'modality', 'num_largest', 'slices',
                                        'scale'}
             if unknown or overlays['modality'] not in MODALITIES:

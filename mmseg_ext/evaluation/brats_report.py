@@ -448,8 +448,8 @@ def _check_region(path, name, reg, shape):
         _fail(path, f'{field}.bbox_voxel', bbox,
               '[[i0, j0, k0], [i1, j1, k1]] with 0 <= min < max <= shape')
     hemi = reg['hemisphere']
-    if (empty and hemi is not None) or (not empty and hemi not in
-                                        HEMISPHERES):
+    if (empty and hemi is not None) or (not empty and not (
+            isinstance(hemi, str) and hemi in HEMISPHERES)):
         _fail(path, f'{field}.hemisphere', hemi,
               'null (no voxels)' if empty else f'one of {HEMISPHERES}')
     atlas = reg['atlas']
@@ -507,10 +507,12 @@ def read_tumour_report(path: str) -> dict:
             isinstance(r, list) and len(r) == 4 and all(map(_is_num, r))
             for r in affine)):
         _fail(path, 'affine', affine, 'a 4x4 list of numbers')
-    if report['label_scheme'] not in LABEL_SCHEMES:
+    if not isinstance(report['label_scheme'], str) or \
+            report['label_scheme'] not in LABEL_SCHEMES:
         _fail(path, 'label_scheme', report['label_scheme'],
               f'one of {sorted(LABEL_SCHEMES)}')
-    if report['source'] not in SOURCES:
+    if not isinstance(report['source'], str) or \
+            report['source'] not in SOURCES:
         _fail(path, 'source', report['source'], f'one of {SOURCES}')
     metrics = report['metrics']
     if metrics is not None:

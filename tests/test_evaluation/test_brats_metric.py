@@ -312,3 +312,14 @@ def test_nan_convention_means_skip_nan(tmp_path):
     res = metric.compute_metrics(metric.results)
     assert math.isnan(res['ET_dice']) and res['WT_dice'] == 1.0
     assert res['mean_dice'] == 1.0
+
+
+@pytest.mark.parametrize('channels', [1, 2, 3, 4])
+def test_brain_mask_bit_trick(channels):
+    rng = np.random.default_rng(channels)
+    image = rng.standard_normal((5, 6, 7, channels)).astype(np.float16)
+    image[rng.random(image.shape) < 0.7] = 0
+    image[0, 0, 0] = -0.0
+    image[1, 1, 1, 0] = np.float16(6e-8)  # subnormal: nonzero
+    expected = np.moveaxis(np.any(image != 0, axis=-1), 0, -1)
+    np.testing.assert_array_equal(module._brain_mask(image), expected)

@@ -323,3 +323,26 @@ def test_brain_mask_bit_trick(channels):
     image[1, 1, 1, 0] = np.float16(6e-8)  # subnormal: nonzero
     expected = np.moveaxis(np.any(image != 0, axis=-1), 0, -1)
     np.testing.assert_array_equal(module._brain_mask(image), expected)
+
+
+def test_through_mmengine_evaluator_with_seg_data_samples(two_cases):
+    # what the Runner's test loop passes: SegDataSample with metainfo
+    from mmengine.evaluator import Evaluator
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    _, entries, gts, preds = two_cases
+    evaluator = Evaluator([dict(type='BraTSMetric', overlays=None)])
+    size = 0
+    for entry, pred in zip(entries, preds):
+        for s in samples(entry, pred):
+            ds = SegDataSample(metainfo=dict(
+                case_id=s['case_id'], slice_index=s['slice_index'],
+                case_slices=s['case_slices'], brats_case=s['brats_case']))
+            ds.pred_sem_seg = PixelData(data=s['pred_sem_seg']['data'])
+            evaluator.process([ds], {})
+            size += 1
+    res = evaluator.evaluate(size)
+    (_, a), (_, b) = (_expected(e, g, p)
+                      for e, g, p in zip(entries, gts, preds))
+    assert res['TC_dice'] == pytest.approx(
+        (a['TC']['dice'] + b['TC']['dice']) / 2)

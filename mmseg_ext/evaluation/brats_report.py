@@ -142,7 +142,8 @@ def read_atlas_names(names: Union[None, str, Mapping]) -> Dict[int, str]:
                         path=path, reason='atlas names', value=type(data),
                         expected='a JSON object {label: name} or a list')
                 items = [(k, v, f'key {k!r}') for k, v in data.items()]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError,
+                csv.Error, RecursionError) as err:
             raise TumourReportError(path=path, reason='atlas names file',
                                     value=str(err),
                                     expected='a readable JSON or CSV file'

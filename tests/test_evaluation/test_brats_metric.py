@@ -9,6 +9,8 @@ from itertools import chain, zip_longest
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from brats_cache_helper import make_entry, samples
 from mmseg.registry import METRICS
 
@@ -346,3 +348,20 @@ def test_through_mmengine_evaluator_with_seg_data_samples(two_cases):
                       for e, g, p in zip(entries, gts, preds))
     assert res['TC_dice'] == pytest.approx(
         (a['TC']['dice'] + b['TC']['dice']) / 2)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=30), st.dictionaries(
+    st.sampled_from(['et_min_voxels', 'x']),
+    st.none() | st.booleans() | st.integers(-3, 3000) | st.floats(0, 9) |
+    st.text(max_size=3)).map(json.dumps)))
+def test_read_et_min_voxels_property(tmp_path, content):
+    path = tmp_path / 'pp.json'
+    path.write_text(content)
+    try:
+        value = module.read_et_min_voxels(str(path))
+    except InputError as err:
+        assert str(err).startswith(str(path))
+    else:
+        assert value is None or (type(value) is int and value >= 0)

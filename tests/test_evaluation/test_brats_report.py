@@ -282,3 +282,34 @@ def test_reader_accepts_or_names_the_problem(tmp_path, edits):
         assert str(err).startswith(str(file))
     else:
         assert out == rep
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.text(max_size=4), st.text(max_size=6)),
+                     max_size=4),
+       as_json=st.booleans())
+def test_atlas_names_reader_property(tmp_path, rows, as_json):
+    if as_json:
+        path = tmp_path / 'names.json'
+        path.write_text(json.dumps(dict(rows)))
+    else:
+        path = tmp_path / 'names.csv'
+        with open(path, 'w', newline='') as f:
+            csv.writer(f).writerows([('label', 'name')] + rows)
+    try:
+        names = read_atlas_names(str(path))
+    except TumourReportError as err:
+        assert str(err).startswith(str(path))
+    else:
+        assert all(isinstance(k, int) and k >= 0 for k in names)
+        assert all(isinstance(v, str) for v in names.values())
+        assert len(names) <= len(rows)
+
+
+def test_atlas_names_csv_with_nul_byte(tmp_path):
+    path = tmp_path / 'names.csv'
+    path.write_text('label,name\n1,a\x00b\n')
+    # Python >= 3.11's csv reads NUL; older ones raise csv.Error, which
+    # becomes the named error
+    assert read_atlas_names(str(path)) == {1: 'a\x00b'}

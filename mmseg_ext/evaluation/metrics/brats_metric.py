@@ -471,7 +471,7 @@ class BraTSMetric(BaseMetric):
         for path in self._source_paths(entry)[:1]:
             try:
                 return nib.load(path).header.copy()
-            except (OSError, ValueError,
+            except (OSError, EOFError, ValueError,
                     nib.filebasedimages.ImageFileError) as err:
                 print_log(f'case {case_id!r}: cannot read the header of '
                           f'{path!r} ({err}); the NIfTI output gets the '

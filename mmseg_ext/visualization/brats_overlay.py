@@ -9,7 +9,8 @@ to the 99th percentile of the slice's brain (nonzero) voxels, scaled
 contours, holes included, so an ET rim shows both edges) in fixed colours:
 :data:`REGION_COLORS` (WT green, TC yellow, ET red). With ground truth the
 PNG holds two panels, ground truth on the left and prediction on the
-right, each titled.
+right, each titled (``z=..``, ``ground truth`` / ``prediction``) with a
+legend of the colours.
 
 Slices: the ``num_largest`` with the largest tumour (WT) area — of the
 prediction and the ground truth together — plus the user's ``slices``.
@@ -34,6 +35,7 @@ __all__ = [
 #: Contour colour of WT, TC, ET (RGB).
 REGION_COLORS = ((0, 200, 0), (255, 220, 0), (230, 0, 0))
 _TITLE_H = 18  # pixels of the title strip
+_LEGEND_W = 28  # pixels per legend entry
 
 
 def overlay_slices(pred: np.ndarray,
@@ -100,6 +102,13 @@ def _panel(grey: np.ndarray, regions: np.ndarray, scale: int, title: str,
     strip = np.zeros((_TITLE_H, img.shape[1], 3), np.uint8)
     cv2.putText(strip, title, (3, _TITLE_H - 5), cv2.FONT_HERSHEY_SIMPLEX,
                 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    x = img.shape[1] - 3 * _LEGEND_W
+    for name, color in zip(('WT', 'TC', 'ET'), REGION_COLORS):
+        if x >= 0:  # the legend, where the panel is wide enough
+            cv2.putText(strip, name, (x, _TITLE_H - 5),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1,
+                        cv2.LINE_AA)
+        x += _LEGEND_W
     return np.concatenate([strip, img], axis=0)
 
 
@@ -176,7 +185,7 @@ def write_brats_overlays(out_dir: str,
         drawn = draw_brats_slice(
             image_slice(z), np.ascontiguousarray(pred[..., z]),
             None if gt is None else np.ascontiguousarray(gt[..., z]),
-            title=f'{case_id} z={z}', scale=scale)
+            title=f'z={z}', scale=scale)
         path = osp.join(out_dir, f'{case_id}_z{z:03d}.png')
         imwrite_atomic(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), path)
         paths.append(path)

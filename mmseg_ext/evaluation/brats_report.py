@@ -376,8 +376,8 @@ def tumour_report(regions: np.ndarray,
         case_id=str(case_id), shape=[int(s) for s in shape], spacing=spacing,
         affine=affine.tolist(), label_scheme=label_scheme, source=source,
         metrics=None if metrics is None else {
-            r: dict(dice=float(metrics[r]['dice']),
-                    hd95=float(metrics[r]['hd95']))
+            r: {k: math.nan if metrics[r][k] is None else float(
+                metrics[r][k]) for k in ('dice', 'hd95')}
             for r in REGIONS
         },
         regions={

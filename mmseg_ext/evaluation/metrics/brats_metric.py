@@ -324,11 +324,11 @@ class BraTSMetric(BaseMetric):
             if key not in meta:
                 raise ValueError(
                     f'BraTSMetric needs {key!r} in every data sample\'s '
-                    'metainfo, but it is missing; add meta_keys=(..., '
-                    + ', '.join(repr(k) for k in REQUIRED_META) +
-                    ') (after the default keys) to PackMultiLabelSegInputs '
-                    'in the val/test pipeline, with BraTSDataset providing '
-                    'them')
+                    'metainfo, but it is missing; add meta_keys=(<the '
+                    'default keys>, ' + ', '.join(
+                        repr(k) for k in REQUIRED_META) + ') to '
+                    'PackMultiLabelSegInputs in the val/test pipeline '
+                    '(BraTSDataset provides them)')
         return meta
 
     def evaluate(self, size: int) -> dict:

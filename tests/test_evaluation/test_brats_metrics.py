@@ -254,3 +254,52 @@ def test_bad_arguments():
     bad[0, 0, 0] = 3  # not a BraTS 2020 label
     with pytest.raises(InputError):
         compute_brats_metrics(bad, ED_ONLY)
+
+
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('mode', ['max', 'pooled'])
+def test_kdtree_equals_scipy_edt(seed, mode):
+    # the k-d tree reproduces the EDT's float64 values exactly, also
+    # under anisotropic spacing
+    rng = np.random.default_rng(seed)
+    gt = _blob(rng, (24, 24, 24), level=rng.uniform(0.5, 0.9))
+    pred = _blob(rng, (24, 24, 24), level=rng.uniform(0.5, 0.9))
+    spacing = tuple(rng.choice([0.5, 0.8, 0.9375, 1.0, 1.2, 3.0], 3))
+    assert hd95(pred, gt, spacing, mode, backend='kdtree') == \
+        hd95(pred, gt, spacing, mode, crop=False, backend='scipy')
+
+
+def test_auto_switches_to_edt_for_speckle(monkeypatch):
+    import mmseg_ext.evaluation.brats_metrics as module
+    rng = np.random.default_rng(4)
+    gt = rng.random((20, 20, 20)) < 0.3  # all surface
+    pred = _ball(gt.shape, (10, 10, 10), 6)
+    used = []
+    real = module._distance_to
+    monkeypatch.setattr(module, '_distance_to',
+                        lambda *a: used.append(a[2]) or real(*a))
+    value = hd95(pred, gt, (1, 1, 1), 'pooled')
+    assert used == ['scipy', 'scipy']
+    assert value == hd95(pred, gt, (1, 1, 1), 'pooled', backend='kdtree')
+    used.clear()
+    # a ball of radius 6 has 18 % of its box on the surface: EDT at 15 %,
+    # the tree at 50 %
+    hd95(pred, np.roll(pred, 2, 0), (1, 1, 1))
+    assert used == ['scipy', 'scipy']
+    used.clear()
+    monkeypatch.setattr(module, 'KDTREE_MAX_SURFACE_FRACTION', 0.5)
+    hd95(pred, np.roll(pred, 2, 0), (1, 1, 1))
+    assert used == []
+
+
+def test_region_entry_point_equals_labels():
+    gt = _case()
+    pred = np.roll(gt, 2, axis=1)
+    res = compute_brats_metrics(pred, gt, (1, 1, 2))
+    regions = [np.stack([v > 0, (v == 1) | (v == 4), v == 4])
+               for v in (pred, gt)]
+    assert evaluation.compute_region_metrics(*regions, (1, 1, 2)) == res
+    assert evaluation.compute_region_metrics(
+        *[r.astype(np.uint8) for r in regions], (1, 1, 2)) == res
+    with pytest.raises(ValueError, match=r'\(3, X, Y, Z\)'):
+        evaluation.compute_region_metrics(regions[0][:2], regions[1][:2])

@@ -38,7 +38,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from .brats_db import (HEMISPHERES, REGIONS, TABLES, BraTSDBError,
                        _create_tables, _db_error, get_engine, read_run,
-                       safe_url)
+                       safe_url, with_engine)
 
 __all__ = [
     'DEFAULT_COLUMNS', 'CROSSCHECK_COLUMNS', 'ClinicalTableError',
@@ -183,6 +183,7 @@ def read_clinical_csv(path: str,
         return _parse_rows(path, rows(), cols, 'line')
 
 
+@with_engine
 def read_clinical_table(db: Any,
                         table: str,
                         case_column: Optional[str] = None,
@@ -237,6 +238,7 @@ def _agrees_hemisphere(suspected, segmented):
     return segmented == 'bilateral' and suspected in ('left', 'right')
 
 
+@with_engine
 def crosscheck(db: Any,
                run: str,
                clinical: Dict[str, dict],
@@ -294,6 +296,7 @@ def crosscheck(db: Any,
     return out
 
 
+@with_engine
 def write_crosscheck(db: Any, run: str, rows: Sequence[dict]) -> int:
     """Store :func:`crosscheck` rows in the ``crosscheck`` table, replacing
     the run's previous ones in one transaction.

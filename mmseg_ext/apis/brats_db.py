@@ -46,6 +46,7 @@ evaluation code; ``mmseg_ext.evaluation.brats_report.read_tumour_report``
 reads the same format and may be used in its place.
 """
 import datetime
+import functools
 import glob
 import json
 import math
@@ -65,7 +66,8 @@ from mmseg_ext.utils.errors import InputError
 __all__ = [
     'DEFAULT_DB_URL', 'REPORT_SOURCES', 'HEMISPHERES', 'metadata',
     'define_tables', 'BraTSDBError', 'BraTSDBURLError', 'BraTSReportError',
-    'BraTSDBOperationError', 'get_engine', 'safe_url', 'validate_report',
+    'BraTSDBOperationError', 'get_engine', 'with_engine',
+    'safe_url', 'validate_report',
     'read_report', 'load_report_dir', 'export_reports', 'read_run',
     'list_runs', 'markdown_table'
 ]
@@ -264,6 +266,24 @@ def get_engine(db: Any):
             cursor.close()
 
     return engine
+
+
+def with_engine(fn):
+    """Decorator: the first argument (``db``, a URL or an Engine) becomes an
+    Engine; one made here from a URL is disposed of on return, so no
+    connection outlives the call."""
+
+    @functools.wraps(fn)
+    def wrapper(db, *args, **kwargs):
+        if isinstance(db, Engine):
+            return fn(db, *args, **kwargs)
+        engine = get_engine(db)
+        try:
+            return fn(engine, *args, **kwargs)
+        finally:
+            engine.dispose()
+
+    return wrapper
 
 
 def _db_error(err: Exception, engine, table: str,
@@ -652,6 +672,7 @@ def _report_from_rows(case: dict, regions: Dict[str, dict]) -> dict:
 # Export and read back
 
 
+@with_engine
 def export_reports(db: Any,
                    run: Union[dict, str],
                    reports: Iterable[dict],
@@ -739,6 +760,7 @@ def _utc(value):
     return value
 
 
+@with_engine
 def read_run(db: Any, run: str) -> dict:
     """One run as stored.
 
@@ -792,6 +814,7 @@ def read_run(db: Any, run: str) -> dict:
     return dict(run=run_row, cases=cases, regions=regions, reports=reports)
 
 
+@with_engine
 def list_runs(db: Any) -> List[dict]:
     """The stored runs, oldest first, each with ``num_cases`` and the mean
     Dice per region over its cases (NULLs left out; None when none).

@@ -3,7 +3,9 @@
 re-runs without duplicates, a failure mid-export, the report reader."""
 import copy
 import datetime
+import importlib.util
 import json
+import os.path as osp
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +21,19 @@ from mmseg_ext.apis.brats_db import (DEFAULT_DB_URL, BraTSDBOperationError,
                                      validate_report)
 from mmseg_ext.utils.errors import InputError
 
-from conftest import make_region, make_report  # noqa: I100
+
+def _load_factory():
+    path = osp.join(osp.dirname(osp.abspath(__file__)),
+                    'brats_report_factory.py')
+    spec = importlib.util.spec_from_file_location('brats_report_factory',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_factory = _load_factory()
+make_region, make_report = _factory.make_region, _factory.make_report
 
 RUN = dict(name='unet-f0', model='unet', config='configs/brats/unet.py',
            checkpoint='work_dirs/unet/iter_100.pth', label_scheme='brats2020',

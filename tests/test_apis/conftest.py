@@ -99,4 +99,3 @@ def db_url(request, tmp_path):
         conn.exec_driver_sql('DROP TABLE IF EXISTS patients')
     engine.dispose()
     return url
-

@@ -52,6 +52,8 @@ install_requires = [
     'scipy',
     # BraTS NIfTI volumes.
     'nibabel>=5',
+    # BraTS tumour reports in SQL (mmseg_ext/apis/brats_db.py; Core API).
+    'SQLAlchemy>=2',
     # mmseg 1.2.2 imports these from ``mmseg.models`` but lists them only as
     # extras.
     'ftfy',
@@ -62,10 +64,12 @@ extras_require = {
     # Compiled RLE kernels (mmseg_ext/utils/_rle_kernels.py); without numba
     # the numpy code path is used.
     'fast': ['numba>=0.59', 'edt>=2'],
-    # The tests cover both RLE paths.
+    # `--db postgresql+psycopg://...` for the BraTS database tools.
+    'postgres': ['psycopg[binary]>=3'],
+    # The tests cover both RLE paths, and the database on PostgreSQL.
     'tests': [
         'pytest>=7', 'pytest-timeout', 'pytest-xdist>=3', 'hypothesis>=6',
-        'numba>=0.59'
+        'numba>=0.59', 'psycopg[binary]>=3'
     ],
 }
 

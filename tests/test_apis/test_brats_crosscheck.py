@@ -147,6 +147,21 @@ def test_crosscheck_rules(db_url):
                                                top_k=1)}
     assert one['agree']['agrees_region'] is False
     assert write_crosscheck(db_url, 'r', list(rows.values())) == 6
+    # The README's query (docs/readme/brats_db.md), on both databases.
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        found = conn.execute(text(
+            'SELECT x.case_id, x.suspected_hemisphere, '
+            'x.segmented_hemisphere, r.volume_cm3, r.atlas_top, k.wt_dice '
+            'FROM crosscheck x '
+            'JOIN regions r ON r.run = x.run AND r.case_id = x.case_id '
+            "AND r.region = 'WT' "
+            'JOIN cases k ON k.run = x.run AND k.case_id = x.case_id '
+            "WHERE x.run = 'r' AND NOT x.agrees_hemisphere "
+            'ORDER BY r.volume_cm3 DESC')).all()
+    engine.dispose()
+    assert [tuple(f) for f in found] == [
+        ('wrong_side', 'left', 'right', 5.0, 'left frontal', 0.8)]
     assert write_crosscheck(db_url, 'r', list(rows.values())[:2]) == 2
     engine = create_engine(db_url)
     with engine.connect() as conn:

@@ -36,7 +36,7 @@ from mmseg_ext.apis.brats_crosscheck import (CROSSCHECK_COLUMNS,
                                              write_crosscheck)
 from mmseg_ext.apis.brats_db import (DEFAULT_DB_URL, REGIONS, markdown_table,
                                      safe_url)
-from mmseg_ext.engine.tool_cli import add_debug_arg, tool_main
+from mmseg_ext.engine.tool_cli import add_debug_arg, note_partial, tool_main
 from mmseg_ext.utils.io import atomic_path
 
 
@@ -85,6 +85,11 @@ def main(argv=None):
         clinical = read_clinical_table(args.db, args.clinical_table, **names)
     rows = crosscheck(args.db, args.run, clinical, region=args.region,
                       top_k=args.top_k)
+    if not args.no_db_write:
+        # One transaction: the run's earlier rows stay on an error.
+        write_crosscheck(args.db, args.run, rows)
+        note_partial('the crosscheck table was updated; --out was not '
+                     'written')
     if args.out:
         with atomic_path(args.out) as tmp:
             with open(tmp, 'w', newline='', encoding='utf-8') as f:
@@ -92,8 +97,7 @@ def main(argv=None):
                 writer.writerow(CROSSCHECK_COLUMNS)
                 for r in rows:
                     writer.writerow([_cell(r[c]) for c in CROSSCHECK_COLUMNS])
-    if not args.no_db_write:
-        write_crosscheck(args.db, args.run, rows)
+    note_partial(None)
     print(markdown_table(rows, CROSSCHECK_COLUMNS))
     counts = {}
     for key in ('agrees_hemisphere', 'agrees_region'):

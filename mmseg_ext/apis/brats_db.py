@@ -408,8 +408,9 @@ def _validate_region(path, prefix, reg) -> dict:
 def validate_report(report: Any, path: Optional[str] = None) -> dict:
     """Check one report dict (the BraTS report JSON) and return a clean copy.
 
-    Keys beyond the format are ignored (not copied); ints stay ints, other
-    numbers become floats.
+    Keys beyond the format (at any level, e.g. a ``'mean'`` beside the
+    regions) are ignored and not copied; ints stay ints, other numbers
+    become floats.
 
     Args:
         report (dict): The report.
@@ -460,7 +461,7 @@ def validate_report(report: Any, path: Optional[str] = None) -> dict:
               f'one of {list(REPORT_SOURCES)}')
     metrics = report['metrics']
     if metrics is not None:
-        if not isinstance(metrics, dict) or set(metrics) != set(REGIONS):
+        if not isinstance(metrics, dict) or not set(REGIONS) <= set(metrics):
             _fail(path, 'metrics', metrics if not isinstance(metrics, dict)
                   else sorted(metrics), f'null or an object with keys '
                   f'{list(REGIONS)}')
@@ -474,7 +475,7 @@ def validate_report(report: Any, path: Optional[str] = None) -> dict:
                 hd95=_opt_num(path, f'metrics.{r}.hd95', m['hd95'], 0))
         metrics = clean
     regions = report['regions']
-    if not isinstance(regions, dict) or set(regions) != set(REGIONS):
+    if not isinstance(regions, dict) or not set(REGIONS) <= set(regions):
         _fail(path, 'regions', regions if not isinstance(regions, dict)
               else sorted(regions), f'an object with keys {list(REGIONS)}')
     regions = {r: _validate_region(path, f'regions.{r}', regions[r])

@@ -57,6 +57,10 @@ def parse_args(argv=None):
         '--release', type=int, choices=sorted(RELEASES),
         help='name style: 2020 (BraTS20_Training_001), 2021 '
         '(BraTS2021_00000, labels as 2020) or 2023; default from --scheme')
+    parser.add_argument(
+        '--ext', choices=('.nii', '.nii.gz', 'mixed'),
+        help='file extension; mixed: odd cases .nii, even .nii.gz '
+        '(default: mixed for release 2020, .nii.gz otherwise)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--clinical-csv', metavar='PATH',
@@ -95,7 +99,7 @@ def main(argv=None):
     args = parse_args(argv)
     cases = generate_brats(args.root, args.num_cases, tuple(args.size),
                            args.scheme, args.seed, args.split,
-                           with_case_355=args.with_case_355,
+                           ext=args.ext, with_case_355=args.with_case_355,
                            release=args.release)
     print(f'wrote {len(cases)} {args.scheme} {args.split} cases of '
           f'{"x".join(map(str, args.size))} to {args.root}')

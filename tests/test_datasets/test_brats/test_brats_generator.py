@@ -91,6 +91,11 @@ def test_brats2021_names(tmp_path):
     # BraTS 2021 keeps the 2020 labels (ET = 4).
     assert set(np.unique(case['seg'])) <= {0, 1, 2, 4}
     assert labels_to_regions(case['seg'], 'brats2020')[0].any()
+    tool = _load_tool('tools/misc/generate_brats_data.py')
+    tool.main([str(tmp_path / 'cli'), '--release', '2021', '--ext', 'mixed',
+               '--num-cases', '2', '--size', '12', '12', '10'])
+    assert sorted(os.listdir(tmp_path / 'cli' / 'BraTS2021_00001'))[0] == \
+        'BraTS2021_00001_flair.nii'
 
 
 def test_atlas_octants():

@@ -12,7 +12,7 @@ region names the CSV uses.
 
 Example:
     python tools/misc/generate_brats_data.py data/brats_synth --num-cases 8 \
-        --clinical-csv data/brats_synth/clinical.csv \
+        --lateral --clinical-csv data/brats_synth/clinical.csv \
         --atlas data/brats_synth/atlas.nii.gz
     python tools/misc/generate_brats_data.py data/brats21_synth --release 2021
     python tools/misc/generate_brats_data.py data/brats23_synth \
@@ -61,6 +61,10 @@ def parse_args(argv=None):
         '--ext', choices=('.nii', '.nii.gz', 'mixed'),
         help='file extension; mixed: odd cases .nii, even .nii.gz '
         '(default: mixed for release 2020, .nii.gz otherwise)')
+    parser.add_argument(
+        '--lateral', action='store_true',
+        help='tumours off the midline, one hemisphere each (for the '
+        'cross-check demo)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--clinical-csv', metavar='PATH',
@@ -100,7 +104,7 @@ def main(argv=None):
     cases = generate_brats(args.root, args.num_cases, tuple(args.size),
                            args.scheme, args.seed, args.split,
                            ext=args.ext, with_case_355=args.with_case_355,
-                           release=args.release)
+                           release=args.release, lateral=args.lateral)
     print(f'wrote {len(cases)} {args.scheme} {args.split} cases of '
           f'{"x".join(map(str, args.size))} to {args.root}')
     if args.atlas:

@@ -88,7 +88,7 @@ def _case_ids(num_cases, release, split, with_case_355):
     return [f'BraTS-GLI-{i:05d}-000' for i in ids], ids
 
 
-def _make_case(rng, size, with_et):
+def _make_case(rng, size, with_et, lateral=False):
     grid = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size],
                        indexing='ij')
     size_a = np.asarray(size, dtype=np.float64)
@@ -97,6 +97,13 @@ def _make_case(rng, size, with_et):
     # Tumour centre inside the brain, away from its border.
     t_center = center + rng.uniform(-0.12, 0.12, 3) * size_a
     wt_r = rng.uniform(0.14, 0.2) * size_a
+    if lateral:
+        # Off the midline by 0.8 WT radii, on the side drawn above: under
+        # 3 % of a sphere's volume crosses it (one hemisphere per case).
+        # The same draws as without: other cases' data stays identical.
+        side = 1.0 if t_center[0] >= center[0] else -1.0
+        t_center[0] = center[0] + side * max(abs(t_center[0] - center[0]),
+                                             0.8 * wt_r[0])
     # The voxel at the tumour centre seeds every region, so even tiny
     # volumes get a nonempty WT (its 2-ball), TC (1-ball) and NCR core.
     seed = np.zeros(size, bool)
@@ -138,7 +145,8 @@ def generate_brats(root: str,
                    split: str = 'training',
                    ext: Optional[str] = None,
                    with_case_355: bool = False,
-                   release: Optional[int] = None) -> List[dict]:
+                   release: Optional[int] = None,
+                   lateral: bool = False) -> List[dict]:
     """Write ``num_cases`` synthetic cases under ``root``.
 
     Args:
@@ -165,6 +173,10 @@ def generate_brats(root: str,
             from 0, labels 1, 2, 4, ``.nii.gz`` as released unless ``ext``
             says otherwise) or 2023; it must match ``label_scheme``.
             Defaults to None (2020 for brats2020, 2023 for brats2023).
+        lateral (bool): Move each tumour off the midline so that it lies
+            in one hemisphere (the cross-check demo: otherwise many cross
+            it and count as bilateral). Defaults to False (the data of
+            earlier versions, byte for byte).
 
     Returns:
         list[dict]: Per case ``case_id``, ``image`` ``(4, X, Y, Z)``
@@ -207,7 +219,8 @@ def generate_brats(root: str,
     out = []
     for index, (case_id, number) in enumerate(zip(case_ids, numbers)):
         rng = np.random.default_rng([seed, number])
-        image, seg = _make_case(rng, size, with_et=index % 3 != 2)
+        image, seg = _make_case(rng, size, with_et=index % 3 != 2,
+                                lateral=lateral)
         seg[seg == 3] = et_label
         suffix = ext if ext != 'mixed' else \
             ('.nii' if index % 2 else '.nii.gz')

@@ -148,3 +148,25 @@ def test_clinical_csv_and_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.parse_args([root, '--split', 'validation', '--clinical-csv',
                          csv_path])
+
+
+def test_lateral_tumours(tmp_path):
+    def minority_fractions(cases):
+        out = []
+        for c in cases:
+            i = np.nonzero(c['seg'] > 0)[0]
+            mid = (c['seg'].shape[0] - 1) / 2
+            out.append(min((i < mid).mean(), (i > mid).mean()))
+        return np.array(out)
+
+    size = (24, 24, 16)
+    plain = generate_brats(str(tmp_path / 'a'), 6, size)
+    lateral = generate_brats(str(tmp_path / 'b'), 6, size, lateral=True)
+    # Without: most tumours cross the midline (>= 10 % on each side, the
+    # report's "bilateral"); with: under 5 % of every tumour does.
+    assert (minority_fractions(plain) >= 0.1).all()
+    assert (minority_fractions(lateral) < 0.05).all()
+    # Only the position changes: the same label values (ET-less cases stay
+    # ET-less).
+    for p, q in zip(plain, lateral):
+        assert set(np.unique(p['seg'])) == set(np.unique(q['seg']))

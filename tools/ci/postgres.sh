@@ -12,7 +12,9 @@
 # The server listens on a unix socket in DIR and on 127.0.0.1 at a free port,
 # with trust authentication (local only; it never outlives the run) and
 # fsync off. initdb refuses to run as root: as root, the server runs as the
-# `postgres` user (else `nobody`) and DIR is handed to it. Binaries: $PG_BIN,
+# `postgres` user (else `nobody`; through setpriv, else runuser) and DIR
+# (default under /tmp then) is handed to it; DIR's parents must let that
+# user through. Binaries: $PG_BIN,
 # else the folder of `initdb` on PATH, else /usr/lib/postgresql/*/bin.
 # Logs go to DIR/server.log and to stderr on a failure.
 set -euo pipefail
@@ -50,11 +52,13 @@ run_user() {
 }
 
 as_user() {  # run "$@" as the server's user
-  if [ -n "$USER_NAME" ]; then
+  if [ -z "$USER_NAME" ]; then
+    "$@"
+  elif command -v setpriv >/dev/null 2>&1; then
     setpriv --reuid="$USER_NAME" --regid="$(id -g "$USER_NAME")" \
       --clear-groups -- "$@"
   else
-    "$@"
+    runuser -u "$USER_NAME" -- "$@"
   fi
 }
 
@@ -73,7 +77,12 @@ start() {
   BIN=$(find_bin)
   USER_NAME=$(run_user)
   if [ -z "$dir" ]; then
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/mmseg_ext_pg.XXXXXX")
+    # As root, in /tmp: the server's user must reach the folder (root's
+    # own TMPDIR may be closed to it). Short, space-free path: the unix
+    # socket lives in it.
+    local base=${TMPDIR:-/tmp}
+    if [ -n "$USER_NAME" ]; then base=/tmp; fi
+    dir=$(mktemp -d "$base/mmseg_ext_pg.XXXXXX")
   fi
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)

@@ -183,7 +183,7 @@ def read_clinical_csv(path: str,
         return _parse_rows(path, rows(), cols, 'line')
 
 
-@with_engine
+@with_engine(must_exist=True)
 def read_clinical_table(db: Any,
                         table: str,
                         case_column: Optional[str] = None,
@@ -238,7 +238,7 @@ def _agrees_hemisphere(suspected, segmented):
     return segmented == 'bilateral' and suspected in ('left', 'right')
 
 
-@with_engine
+@with_engine(must_exist=True)
 def crosscheck(db: Any,
                run: str,
                clinical: Dict[str, dict],

@@ -206,9 +206,12 @@ def safe_url(db: Any) -> str:
         return text
 
 
-def get_engine(db: Any):
+def get_engine(db: Any, must_exist: bool = False):
     """An Engine for ``db``: a SQLAlchemy URL string (``sqlite:///x.db``,
     ``postgresql+psycopg://user:pw@host/db``) or an Engine (returned as is).
+
+    With ``must_exist`` (the readers), a SQLite file that does not exist is
+    an error instead of a new empty database (a typo in the path).
 
     A SQLite file's folder is created; SQLite connections enforce foreign
     keys.
@@ -235,6 +238,11 @@ def get_engine(db: Any):
     if url.get_backend_name() == 'sqlite' and url.database and \
             url.database != ':memory:' and not url.database.startswith(
                 'file:'):
+        if must_exist and not osp.isfile(url.database):
+            raise BraTSDBURLError(
+                path=shown, reason='no such SQLite file',
+                value=url.database,
+                expected='the file of an earlier export (check the path)')
         folder = osp.dirname(osp.abspath(url.database))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -268,22 +276,27 @@ def get_engine(db: Any):
     return engine
 
 
-def with_engine(fn):
+def with_engine(fn=None, *, must_exist: bool = False):
     """Decorator: the first argument (``db``, a URL or an Engine) becomes an
-    Engine; one made here from a URL is disposed of on return, so no
-    connection outlives the call."""
+    Engine (:func:`get_engine` with ``must_exist``); one made here from a
+    URL is disposed of on return, so no connection outlives the call.
+    ``@with_engine`` or ``@with_engine(must_exist=True)``."""
 
-    @functools.wraps(fn)
-    def wrapper(db, *args, **kwargs):
-        if isinstance(db, Engine):
-            return fn(db, *args, **kwargs)
-        engine = get_engine(db)
-        try:
-            return fn(engine, *args, **kwargs)
-        finally:
-            engine.dispose()
+    def decorate(fn):
 
-    return wrapper
+        @functools.wraps(fn)
+        def wrapper(db, *args, **kwargs):
+            if isinstance(db, Engine):
+                return fn(db, *args, **kwargs)
+            engine = get_engine(db, must_exist=must_exist)
+            try:
+                return fn(engine, *args, **kwargs)
+            finally:
+                engine.dispose()
+
+        return wrapper
+
+    return decorate if fn is None else decorate(fn)
 
 
 def _db_error(err: Exception, engine, table: str,
@@ -761,7 +774,7 @@ def _utc(value):
     return value
 
 
-@with_engine
+@with_engine(must_exist=True)
 def read_run(db: Any, run: str) -> dict:
     """One run as stored.
 
@@ -815,7 +828,7 @@ def read_run(db: Any, run: str) -> dict:
     return dict(run=run_row, cases=cases, regions=regions, reports=reports)
 
 
-@with_engine
+@with_engine(must_exist=True)
 def list_runs(db: Any) -> List[dict]:
     """The stored runs, oldest first, each with ``num_cases`` and the mean
     Dice per region over its cases (NULLs left out; None when none).
@@ -825,6 +838,9 @@ def list_runs(db: Any) -> List[dict]:
         ``label_scheme``, ``convention``, ``created_at``, ``num_cases``,
         ``wt_dice``, ``tc_dice``, ``et_dice``. Empty when nothing was
         exported (no tables).
+
+    Raises:
+        BraTSDBURLError: A bad URL, or a SQLite file that does not exist.
     """
     engine = get_engine(db)
     runs, cases = TABLES['runs'], TABLES['cases']

@@ -193,12 +193,24 @@ def test_bad_urls(url, match):
 
 
 def test_read_missing_run_and_empty_db(db_url):
+    create_engine(db_url).connect().close()  # an empty database
     assert list_runs(db_url) == []
     with pytest.raises(BraTSDBOperationError, match='nothing was exported'):
         read_run(db_url, 'x')
     export_reports(db_url, 'a', [make_report('c0')])
     with pytest.raises(BraTSDBOperationError, match=r"one of \['a'\]"):
         read_run(db_url, 'b')
+
+
+def test_readers_need_an_existing_sqlite_file(tmp_path):
+    url = f'sqlite:///{tmp_path / "typo" / "brats.sqlite"}'
+    with pytest.raises(BraTSDBURLError, match='no such SQLite file'):
+        list_runs(url)
+    with pytest.raises(BraTSDBURLError, match='no such SQLite file'):
+        read_run(url, 'r')
+    assert not (tmp_path / 'typo').exists()
+    export_reports(url, 'r', [make_report('c0')])  # the writer creates it
+    assert [r['name'] for r in list_runs(url)] == ['r']
 
 
 def _broken(mutate):
@@ -232,7 +244,7 @@ def test_bad_report_is_named_and_nothing_written(tmp_path, mutate, field):
     assert info.value.where == f'field {field!r}'
     assert info.value.path == 'report 1 (c0)'
     # Validation comes first: the database was never touched.
-    assert list_runs(url) == []
+    assert not (tmp_path / 'x.sqlite').exists()
 
 
 def test_bad_run_and_duplicate_cases(tmp_path):

@@ -51,10 +51,12 @@ def parse_args(argv=None):
     src.add_argument('--clinical-table', metavar='TABLE',
                      help='clinical table in the --db database '
                      '(schema.table for another schema)')
-    parser.add_argument('--case-column', default=DEFAULT_COLUMNS['case_id'])
-    parser.add_argument('--hemisphere-column',
-                        default=DEFAULT_COLUMNS['hemisphere'])
-    parser.add_argument('--region-column', default=DEFAULT_COLUMNS['region'])
+    for key, option in (('case_id', '--case-column'),
+                        ('hemisphere', '--hemisphere-column'),
+                        ('region', '--region-column')):
+        parser.add_argument(
+            option, help=f'column name (default: {DEFAULT_COLUMNS[key]}; '
+            'a column named here must exist)')
     parser.add_argument('--region', default='WT', choices=REGIONS,
                         help='tumour region to compare (default: WT)')
     parser.add_argument('--top-k', type=int, default=3,

@@ -63,19 +63,25 @@ class ClinicalTableError(BraTSDBError):
 
 
 def _columns(case_column, hemisphere_column, region_column):
-    return dict(case_id=case_column or DEFAULT_COLUMNS['case_id'],
-                hemisphere=hemisphere_column or DEFAULT_COLUMNS['hemisphere'],
-                region=region_column or DEFAULT_COLUMNS['region'])
+    """Column names, and which of them were given (a given column must
+    exist; a default one may be absent if the other suspected one is
+    there)."""
+    given = dict(case_id=case_column, hemisphere=hemisphere_column,
+                 region=region_column)
+    cols = {k: v or DEFAULT_COLUMNS[k] for k, v in given.items()}
+    cols['given'] = {k for k, v in given.items() if v}
+    return cols
 
 
 def _check_header(source: str, header: Sequence[str], cols: dict,
                   where: str) -> None:
-    if cols['case_id'] not in header:
-        raise ClinicalTableError(
-            path=source, where=where,
-            reason=f'no case id column {cols["case_id"]!r}',
-            value=list(header), expected='a header naming it (or pass the '
-            'column name)')
+    for key in ('case_id', 'hemisphere', 'region'):
+        if (key == 'case_id' or key in cols['given']) and \
+                cols[key] not in header:
+            raise ClinicalTableError(
+                path=source, where=where,
+                reason=f'no column {cols[key]!r}', value=list(header),
+                expected='a header naming it (or pass the column name)')
     if cols['hemisphere'] not in header and cols['region'] not in header:
         raise ClinicalTableError(
             path=source, where=where,
@@ -127,8 +133,9 @@ def read_clinical_csv(path: str,
     Args:
         path (str): The file.
         case_column, hemisphere_column, region_column (str, optional):
-            Column names; default to :data:`DEFAULT_COLUMNS`. Other columns
-            are ignored.
+            Column names; default to :data:`DEFAULT_COLUMNS`. A column named
+            here must exist; of the two default suspected columns one may
+            be absent. Other columns are ignored.
 
     Returns:
         dict[str, dict]: By case id: ``case_id``, ``suspected_hemisphere``
@@ -214,7 +221,8 @@ def read_clinical_table(db: Any,
                     autoload_with=engine)
         header = [c.name for c in tab.columns]
         _check_header(source, header, cols, 'header')
-        chosen = [tab.c[c] for c in cols.values() if c in header]
+        chosen = [tab.c[cols[k]] for k in ('case_id', 'hemisphere',
+                                           'region') if cols[k] in header]
         with engine.connect() as conn:
             result = conn.execute(
                 select(*chosen).order_by(tab.c[cols['case_id']]))

@@ -294,6 +294,9 @@ def _db_error(err: Exception, engine, table: str,
               action: str) -> BraTSDBOperationError:
     orig = getattr(err, 'orig', None) or err
     reason = ' '.join(str(orig).split()) or type(orig).__name__
+    password = engine.url.password
+    if password:  # a driver that echoes its connection string
+        reason = reason.replace(str(password), '***')
     return BraTSDBOperationError(
         path=safe_url(engine), where=f'table {table!r}',
         reason=f'{action} failed: {type(orig).__name__}: {reason}')

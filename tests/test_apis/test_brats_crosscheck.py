@@ -57,10 +57,14 @@ def test_read_clinical_csv(tmp_path):
     assert read_clinical_csv(path, case_column='patient',
                              hemisphere_column='side')['p1'][
                                  'suspected_hemisphere'] == 'right'
+    # A column named explicitly must exist.
+    with pytest.raises(ClinicalTableError, match="no column 'lobe'"):
+        read_clinical_csv(path, case_column='patient',
+                          hemisphere_column='side', region_column='lobe')
 
 
 @pytest.mark.parametrize('body,where,match', [
-    ('id,suspected_hemisphere\na,left\n', 'line 1', "no case id column"),
+    ('id,suspected_hemisphere\na,left\n', 'line 1', "no column 'case_id'"),
     ('case_id,side\na,left\n', 'line 1', 'neither'),
     ('case_id,suspected_hemisphere\na,left\nb,up\n',
      "line 3, column 'suspected_hemisphere'", "got 'up'"),
@@ -195,7 +199,7 @@ def test_read_clinical_table(db_url):
     with pytest.raises(ClinicalTableError, match="row 3, column 'side'"):
         read_clinical_table(engine, 'patients', case_column='pid',
                             hemisphere_column='side')
-    with pytest.raises(ClinicalTableError, match='no case id column'):
+    with pytest.raises(ClinicalTableError, match="no column 'case_id'"):
         read_clinical_table(engine, 'patients')
     with pytest.raises(ClinicalTableError, match='no such table'):
         read_clinical_table(engine, 'nope')

@@ -24,7 +24,8 @@ MIM_TREES = ('configs', 'tools')
 
 def _read_version_module() -> dict:
     namespace: dict = {}
-    with open(osp.join(HERE, 'mmseg_ext', 'version.py'), encoding='utf-8') as f:
+    path = osp.join(HERE, 'mmseg_ext', 'version.py')
+    with open(path, encoding='utf-8') as f:
         exec(f.read(), namespace)
     return namespace
 
@@ -72,7 +73,6 @@ extras_require = {
         'numba>=0.59', 'psycopg[binary]>=3'
     ],
 }
-
 
 
 class BuildPyWithMim(build_py):

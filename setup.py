@@ -24,7 +24,8 @@ MIM_TREES = ('configs', 'tools')
 
 def _read_version_module() -> dict:
     namespace: dict = {}
-    with open(osp.join(HERE, 'mmseg_ext', 'version.py'), encoding='utf-8') as f:
+    path = osp.join(HERE, 'mmseg_ext', 'version.py')
+    with open(path, encoding='utf-8') as f:
         exec(f.read(), namespace)
     return namespace
 
@@ -52,6 +53,8 @@ install_requires = [
     'scipy',
     # BraTS NIfTI volumes.
     'nibabel>=5',
+    # BraTS tumour reports in SQL (mmseg_ext/apis/brats_db.py; Core API).
+    'SQLAlchemy>=2',
     # mmseg 1.2.2 imports these from ``mmseg.models`` but lists them only as
     # extras.
     'ftfy',
@@ -62,13 +65,14 @@ extras_require = {
     # Compiled RLE kernels (mmseg_ext/utils/_rle_kernels.py); without numba
     # the numpy code path is used.
     'fast': ['numba>=0.59', 'edt>=2'],
-    # The tests cover both RLE paths.
+    # `--db postgresql+psycopg://...` for the BraTS database tools.
+    'postgres': ['psycopg[binary]>=3'],
+    # The tests cover both RLE paths, and the database on PostgreSQL.
     'tests': [
         'pytest>=7', 'pytest-timeout', 'pytest-xdist>=3', 'hypothesis>=6',
-        'numba>=0.59'
+        'numba>=0.59', 'psycopg[binary]>=3'
     ],
 }
-
 
 
 class BuildPyWithMim(build_py):

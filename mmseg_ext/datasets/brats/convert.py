@@ -76,7 +76,7 @@ from mmengine.utils import track_parallel_progress, track_progress
 from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.io import atomic_path, dump_json_atomic
 from mmseg_ext.utils.multilabel import pack_multilabel
-from .labels import REGIONS, check_label_scheme, labels_to_regions
+from .labels import LABEL_SCHEMES, REGIONS, labels_to_regions
 from .layout import (MODALITIES, MODALITY_NAMES, BraTSCase, find_brats_cases,
                      select_modalities)
 from .nifti import read_brats_case
@@ -315,7 +315,10 @@ def read_brats_index(path: str) -> dict:
             raise InputError(path=path, where=f'field {key!r}',
                              value=data.get(key),
                              expected=f'a JSON {kind.__name__}')
-    check_label_scheme(data['label_scheme'])
+    if data['label_scheme'] not in LABEL_SCHEMES:
+        raise InputError(path=path, where='field "label_scheme"',
+                         value=data['label_scheme'],
+                         expected=f'one of {sorted(LABEL_SCHEMES)}')
     bad = [m for m in data['modalities'] if m not in MODALITIES]
     if bad or not data['modalities'] or \
             len(set(data['modalities'])) != len(data['modalities']):

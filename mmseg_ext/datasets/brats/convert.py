@@ -75,8 +75,8 @@ from mmengine.utils import track_parallel_progress, track_progress
 
 from mmseg_ext.utils.errors import InputError
 from mmseg_ext.utils.io import atomic_path, dump_json_atomic
-from mmseg_ext.utils.multilabel import pack_multilabel
-from .labels import LABEL_SCHEMES, REGIONS, labels_to_regions
+from mmseg_ext.utils.multilabel import pack_label_map
+from .labels import LABEL_SCHEMES, REGIONS, region_labels
 from .layout import (MODALITIES, MODALITY_NAMES, BraTSCase, find_brats_cases,
                      select_modalities)
 from .nifti import read_brats_case
@@ -133,6 +133,32 @@ def zscore_brain(image: np.ndarray) -> tuple:
             continue
         mean, std = values.mean(), values.std()
         out[m][brain] = (values - mean) / (std if std > 0 else 1.0)
+    return out, brain
+
+
+def _zscore_cache(image: np.ndarray) -> tuple:
+    """:func:`zscore_brain` written straight into the cache layout.
+
+    Returns ``(Z, X, Y, M)`` float16 (the float32 z-scores of
+    :func:`zscore_brain`, rounded once more) and the brain mask. Computed
+    per modality on the whole volume, so neither a masked scatter nor a
+    separate transposed copy of the float32 volume is made (about 30 %
+    less time for a 240 x 240 x 155 case).
+    """
+    brain = np.any(image != 0, axis=0)
+    outside = ~brain
+    m, x, y, z = image.shape
+    out = np.empty((z, x, y, m), np.float16)
+    for k in range(m):
+        values = image[k][brain].astype(np.float64)
+        if values.size == 0:
+            out[..., k] = 0
+            continue
+        mean, std = values.mean(), values.std()
+        vol = ((image[k].astype(np.float64) - mean) /
+               (std if std > 0 else 1.0)).astype(np.float32)
+        vol[outside] = 0
+        out[..., k] = vol.transpose(2, 0, 1)
     return out, brain
 
 
@@ -211,29 +237,32 @@ def convert_brats_case(case: BraTSCase,
                              value=f'{int(np.sum(~np.isfinite(vol)))} '
                              'non-finite voxels (NaN/inf)',
                              expected='finite intensities')
-    zscored, brain = zscore_brain(image)
+    cache, brain = _zscore_cache(image)
     if not brain.any():
         raise InputError(path=case.images[case.modalities.index(tags[0])],
                          where=where, reason='brain mask',
                          value='every modality is all zero',
                          expected='nonzero brain voxels')
     paths = _case_paths(out_dir, case.case_id)
-    # (M, X, Y, Z) -> (Z, X, Y, M): one slice is one contiguous block.
-    _save_npy(paths['image'],
-              np.ascontiguousarray(zscored.transpose(3, 1, 2, 0)).astype(
-                  np.float16))
+    _save_npy(paths['image'], cache)
+    del cache
     brain_z = np.flatnonzero(brain.any(axis=(0, 1)))
     tumour_slices = []
     labelled = data['seg'] is not None
     if labelled:
-        regions = labels_to_regions(data['seg'], label_scheme, case.seg)
-        x, y, z = regions.shape[1:]
-        # pack_multilabel works per pixel: pack (3, X, Y * Z) at once.
-        packed = pack_multilabel(regions.reshape(len(REGIONS), x, y * z))
-        _save_npy(paths['label'],
-                  np.ascontiguousarray(
-                      packed.reshape(x, y, z, 1).transpose(2, 0, 1, 3)))
-        tumour_slices = np.flatnonzero(regions[0].any(axis=(0, 1))).tolist()
+        # The reader checked the values; one lookup table packs WT, TC, ET
+        # (= pack_multilabel(labels_to_regions(seg))), per pixel, so the
+        # (X, Y * Z) view packs the whole volume at once.
+        x, y, z = data['seg'].shape
+        table = region_labels(label_scheme)
+        packed = pack_label_map(data['seg'].reshape(x, y * z),
+                                [table[r] for r in REGIONS],
+                                ignore_index=None)
+        packed = np.ascontiguousarray(
+            packed.reshape(x, y, z, 1).transpose(2, 0, 1, 3))
+        _save_npy(paths['label'], packed)
+        tumour_slices = np.flatnonzero(
+            (packed[..., 0] & 1).any(axis=(1, 2))).tolist()
     elif osp.exists(paths['label']):
         os.remove(paths['label'])  # the case lost its label file
     stamps = _source_stamps(case, tags, label_scheme)

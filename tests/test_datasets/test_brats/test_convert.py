@@ -408,3 +408,29 @@ def test_zscore_constant_modality():
     assert brain[..., 0].all()
     assert z[1].tolist() == np.zeros((2, 2, 1)).tolist()
     assert z[0, 0, 0, 0] == pytest.approx(3 ** 0.5)  # (5 - 1.25) / 2.165
+
+
+def test_brats2023_cases(brats2023_root, tmp_path):
+    """The 2023 names (t2f, t1n, t1c, t2w) cache in the physical order and
+    label 3 is ET."""
+    root, cases = brats2023_root
+    out = str(tmp_path / 'cache')
+    convert_brats(root, out, num_folds=3, show_progress=False)
+    index = read_brats_index(osp.join(out, 'index.json'))
+    assert index['label_scheme'] == 'brats2023'
+    assert index['modalities'] == ['FLAIR', 'T1', 'T1ce', 'T2']
+    gen = cases[0]
+    entry = index['cases'][gen['case_id']]
+    assert osp.basename(entry['sources']['t1ce']).endswith('-t1c.nii.gz')
+    expect, _ = _zscore_by_hand(gen['image'])
+    np.testing.assert_array_equal(np.load(entry['image']),
+                                  expect.transpose(3, 1, 2, 0))
+    regions = labels_to_regions(gen['seg'], 'brats2023')
+    assert regions[2].any()  # the first case has ET (label 3)
+    label = np.load(entry['label'])
+    for k in range(label.shape[0]):
+        np.testing.assert_array_equal(unpack_multilabel(label[k], 3),
+                                      regions[..., k])
+    # three labelled cases, three folds: one validation case each
+    for k in range(3):
+        assert len(_lines(osp.join(out, 'splits', f'fold{k}_val.txt'))) == 1

@@ -262,6 +262,12 @@ def test_pixel_counter_counts_the_listed_slices(root):
     assert total.tolist() == expect.tolist() and total[0] > 0
     assert counter.fingerprint(items) == counter.fingerprint(
         counter.items(ds))
+    # what ClassWeightHook runs: the dataset names its counter
+    from mmseg_ext.datasets.pixel_counters import count_dataset_pixels
+    counts, info = count_dataset_pixels(ds, num_workers=1,
+                                        show_progress=False)
+    assert counts.tolist() == expect.tolist()
+    assert info['num_items'] == len(items)
     with pytest.raises(ValueError, match='labelled BraTSDataset'):
         counter.items(_build(root, split='test'))
 

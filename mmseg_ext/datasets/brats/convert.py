@@ -46,9 +46,11 @@ unlabelled) and ``stamps`` (what a re-run compares: size and mtime of every
 source file and of the two outputs, the cached modalities, the scheme).
 
 A re-run converts only the cases whose stamps differ (``force`` converts
-every case). Folds: the labelled case ids, shuffled with ``seed`` and dealt
-round-robin (:func:`mmseg_ext.datasets.converters.hand_bone.make_group_folds`;
-a BraTS case is one patient), so fold sizes differ by at most one case.
+every case); a case no longer under the root leaves the index and its
+cache folder is removed. Folds: the labelled case ids, shuffled with
+``seed`` and dealt round-robin
+(:func:`mmseg_ext.datasets.converters.hand_bone.make_group_folds`; a BraTS
+case is one patient), so fold sizes differ by at most one case.
 
 Bad input, each an :class:`~mmseg_ext.utils.errors.InputError` naming the
 case and the file: a missing modality, a truncated or corrupt NIfTI, a
@@ -533,7 +535,8 @@ def convert_brats(root: str,
         make_group_folds(labelled_ids, num_folds, seed,
                          group_key=lambda case_id: case_id)
     index_path = osp.join(out_dir, 'index.json')
-    old = {} if force else _load_index(index_path, scheme, names)
+    previous = _load_index(index_path, scheme, names)
+    old = {} if force else previous
     tasks = [
         dict(case=c, out_dir=out_dir, modalities=tags, label_scheme=scheme,
              entry=old.get(c.case_id), force=force) for c in cases
@@ -549,7 +552,7 @@ def convert_brats(root: str,
             summary['errors'].append(res['error'])
         else:
             entries[res['case_id']] = res['entry']
-    stale = sorted(set(old) - {c.case_id for c in cases})
+    stale = sorted(set(previous) - {c.case_id for c in cases})
     for case_id in stale:  # cases no longer under root
         shutil.rmtree(_case_paths(out_dir, case_id)['dir'],
                       ignore_errors=True)

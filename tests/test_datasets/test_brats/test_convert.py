@@ -179,6 +179,14 @@ def test_rerun_skips_unchanged_cases_and_force(brats2020_root, tmp_path):
     index = read_brats_index(osp.join(out, 'index.json'))
     assert index['modalities'] == ['T1ce', 'FLAIR']
     assert np.load(index['cases'][ids[0]]['image']).shape[-1] == 2
+    # a case gone from the root leaves the index and the cache
+    shutil.rmtree(osp.join(root, ids[0]))
+    gone = convert_brats(root, num_folds=2, modalities=['t1ce', 'FLAIR'],
+                         show_progress=False)
+    assert gone['skipped'] == ids[1:] and gone['converted'] == []
+    assert ids[0] not in read_brats_index(osp.join(out,
+                                                   'index.json'))['cases']
+    assert not osp.exists(osp.join(out, 'cases', ids[0]))
 
 
 # --- bad input --------------------------------------------------------------

@@ -11,12 +11,13 @@ from typing import Dict, List, Optional, Type, Union
 from mmseg.registry import TASK_UTILS
 
 from .base import BaseSegTask
+from .brats import BraTSTask
 from .building import BuildingTask
 from .hand_bone import HandBoneTask
 
 __all__ = [
     'BaseSegTask', 'HandBoneTask', 'BuildingTask', 'build_task',
-    'task_from_dataset', 'task_names', 'task_classes'
+    'task_from_dataset', 'task_names', 'task_classes', 'BraTSTask'
 ]
 
 

@@ -63,7 +63,7 @@ import logging
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -210,13 +210,19 @@ def _init_worker() -> None:
 
 def make_group_folds(rel_paths: Sequence[str],
                      num_folds: int = 5,
-                     seed: int = 0) -> Dict[str, int]:
+                     seed: int = 0,
+                     group_key: Callable[[str], str] = hand_bone_patient_id
+                     ) -> Dict[str, int]:
     """Assign each patient ID a fold (group K-fold, deterministic by seed).
 
     Args:
-        rel_paths (Sequence[str]): ``'ID/name.png'`` paths.
+        rel_paths (Sequence[str]): ``'ID/name.png'`` paths (or any items
+            ``group_key`` maps to a patient ID).
         num_folds (int): ``K >= 2``. Defaults to 5.
         seed (int): Shuffle seed. Defaults to 0.
+        group_key (Callable[[str], str]): Item → patient ID. Defaults to
+            :func:`hand_bone_patient_id` (the first folder); the BraTS
+            converter passes the identity (one case = one patient).
 
     Returns:
         dict[str, int]: ``{patient_id: fold}``; fold sizes (in patients)
@@ -230,7 +236,7 @@ def make_group_folds(rel_paths: Sequence[str],
             num_folds < 2:
         raise ValueError('`num_folds` should be an int >= 2, but got '
                          f'{num_folds!r}')
-    ids = sorted({hand_bone_patient_id(p) for p in rel_paths})
+    ids = sorted({group_key(p) for p in rel_paths})
     if len(ids) < num_folds:
         raise ValueError(f'`num_folds` should be <= the number of patients '
                          f'({len(ids)}), but got {num_folds}')

@@ -25,6 +25,7 @@ They are ``TASK_UTILS`` of the datasets, not hooks: ``ClassWeightHook``
 (:mod:`mmseg_ext.engine.hooks`) and ``tools/analysis_tools/class_weights.py``
 use them.
 """
+from .brats_pixel_counter import BraTSPixelCounter
 from .count_pixels import (CACHE_PREFIX, CACHE_VERSION, build_counter,
                            count_dataset_pixels, resolve_counter,
                            run_counting, unwrap_dataset)
@@ -41,5 +42,5 @@ __all__ = [
     'build_counter', 'resolve_counter', 'unwrap_dataset', 'read_label_map',
     'read_image_size', 'uint8_histogram', 'build_label_lut',
     'iter_data_infos', 'file_stamp', 'hash_items', 'CACHE_VERSION',
-    'CACHE_PREFIX'
+    'CACHE_PREFIX', 'BraTSPixelCounter'
 ]

@@ -1,0 +1,12 @@
+# unet-s5-d16_fcn_1xb16-20k_brats-240x240.py with BCE + Dice instead of
+# focal + Dice.
+_base_ = './unet-s5-d16_fcn_1xb16-20k_brats-240x240.py'
+model = dict(
+    decode_head=dict(loss_decode=[
+        dict(type='MultiLabelBCELoss', loss_weight=1.0),
+        dict(type='SoftDiceLoss', mode='multilabel', loss_weight=1.0),
+    ]),
+    auxiliary_head=dict(loss_decode=[
+        dict(type='MultiLabelBCELoss', loss_weight=0.4),
+        dict(type='SoftDiceLoss', mode='multilabel', loss_weight=0.4),
+    ]))

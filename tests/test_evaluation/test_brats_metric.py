@@ -365,3 +365,28 @@ def test_read_et_min_voxels_property(tmp_path, content):
         assert str(err).startswith(str(path))
     else:
         assert value is None or (type(value) is int and value >= 0)
+
+
+def test_unnested_predictions_measured_as_written(two_cases):
+    """Independent sigmoids: TC and ET fire where WT does not. The metric
+    and the report describe the label volume written (TC and ET voxels
+    count in WT), not the raw WT channel."""
+    tmp, entries, gts, _ = two_cases
+    entry, gt = entries[1], gts[1]
+    pred = labels_to_regions(gt)
+    pred[0] = False  # WT channel silent everywhere
+    out = str(tmp / 'unnested')
+    metric = _metric(out_dir=out)
+    for s in samples(entry, pred):
+        metric.process({}, [s])
+    res = metric.evaluate(len(metric.results))
+    written = np.asarray(nib.load(
+        osp.join(out, 'nifti', 'case_b.nii.gz')).dataobj)
+    nested = labels_to_regions(written)
+    np.testing.assert_array_equal(nested[0], pred[1] | pred[2])
+    expected = compute_region_metrics(nested, labels_to_regions(gt),
+                                      entry['spacing'])
+    assert res['WT_dice'] == pytest.approx(expected['WT']['dice'])
+    assert 0 < res['WT_dice'] < 1  # TC ⊂ WT: partial overlap, not 0
+    rep = read_tumour_report(osp.join(out, 'reports', 'case_b.json'))
+    assert rep['regions']['WT']['voxels'] == int(nested[0].sum())

@@ -27,7 +27,7 @@ from mmseg_ext.utils.errors import InputError
 
 __all__ = [
     'REGIONS', 'LABEL_SCHEMES', 'check_label_scheme', 'scheme_labels',
-    'labels_to_regions', 'regions_to_labels', 'region_labels'
+    'labels_to_regions', 'regions_to_labels', 'nest_regions', 'region_labels'
 ]
 
 REGIONS: Tuple[str, ...] = ('WT', 'TC', 'ET')
@@ -110,6 +110,32 @@ def regions_to_labels(regions: np.ndarray,
     for name, value in table['paint']:
         out[regions[REGIONS.index(name)] != 0] = value
     return out
+
+
+def nest_regions(regions: np.ndarray) -> np.ndarray:
+    """Make ``(3, ...)`` region masks ``WT, TC, ET`` nested, in place:
+    ``TC |= ET``, then ``WT |= TC``.
+
+    Independent sigmoids may fire for TC (or ET) where WT does not; the
+    label volume :func:`regions_to_labels` paints from them (what a BraTS
+    submission holds) counts such voxels in every enclosing region. The
+    nested masks are exactly the regions of that label volume
+    (``labels_to_regions(regions_to_labels(r)) == nest_regions(r)`` for
+    both schemes), so metrics and reports computed on them describe the
+    file that is written.
+
+    Returns:
+        np.ndarray: ``regions`` (bool), modified in place.
+    """
+    regions = np.asarray(regions)
+    if regions.dtype != bool or regions.ndim < 1 or \
+            regions.shape[0] != len(REGIONS):
+        raise ValueError('`regions` should be a bool (3, ...) array in the '
+                         f'order {REGIONS}, but got {regions.dtype} '
+                         f'{regions.shape}')
+    np.logical_or(regions[1], regions[2], out=regions[1])
+    np.logical_or(regions[0], regions[1], out=regions[0])
+    return regions
 
 
 def region_labels(label_scheme: str) -> Dict[str, Sequence[int]]:

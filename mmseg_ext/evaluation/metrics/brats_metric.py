@@ -63,6 +63,7 @@ from prettytable import PrettyTable
 
 from mmseg_ext.datasets.brats.labels import (REGIONS, check_label_scheme,
                                              labels_to_regions,
+                                             nest_regions,
                                              regions_to_labels)
 from mmseg_ext.datasets.brats.layout import MODALITIES
 from mmseg_ext.evaluation.brats_metrics import (CONVENTIONS, HD95_MODES,
@@ -362,6 +363,8 @@ class BraTSMetric(BaseMetric):
                     3, x, y).view(bool)
         pred = np.ascontiguousarray(np.moveaxis(buf, 0, -1))
         del buf
+        # Measure and report the regions of the label volume written.
+        nest_regions(pred)
         et_voxels = int(np.count_nonzero(pred[2]))
         if self.et_min_voxels is not None and et_voxels < self.et_min_voxels:
             pred[2] = False  # ET -> necrosis: TC and WT keep the voxels

@@ -22,9 +22,8 @@ from mmseg_ext.apis.brats_crosscheck import crosscheck, read_clinical_csv
 from mmseg_ext.apis.brats_db import export_reports, load_report_dir, read_run
 from mmseg_ext.datasets.brats import find_brats_cases, read_brats_index
 from mmseg_ext.datasets.brats.convert import convert_brats
-from mmseg_ext.datasets.generators.brats import (generate_brats,
-                                                  generate_brats_atlas,
-                                                  generate_brats_clinical)
+from mmseg_ext.datasets.generators.brats import (
+    generate_brats, generate_brats_atlas, generate_brats_clinical)
 from mmseg_ext.evaluation import compute_brats_metrics
 from mmseg_ext.evaluation.brats_report import read_tumour_report
 

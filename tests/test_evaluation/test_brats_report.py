@@ -215,7 +215,7 @@ def test_json_round_trip_and_reports_csv(tmp_path):
     (lambda r: r['regions']['ET'].update(centroid_voxel=[1, 2, 3]),
      "'regions.ET.centroid_voxel'"),
     (lambda r: r['regions']['WT']['atlas'][0].update(fraction=2),
-     r"'regions.WT.atlas\[0\]'"),
+     r"'regions.WT.atlas\[0\].fraction'"),
 ])
 def test_read_tumour_report_errors(tmp_path, mutate, field):
     rep = _sample_report()
@@ -230,7 +230,8 @@ def test_read_tumour_report_bad_files(tmp_path):
     with pytest.raises(TumourReportError, match='missing.json'):
         read_tumour_report(str(tmp_path / 'missing.json'))
     (tmp_path / 'a.json').write_text('{"case_id": ')
-    with pytest.raises(TumourReportError, match='a.json: tumour report'):
+    with pytest.raises(TumourReportError,
+                       match=r'a.json: line 1, column 13: tumour report'):
         read_tumour_report(str(tmp_path / 'a.json'))
     (tmp_path / 'b.json').write_text(json.dumps(_sample_report()).replace(
         '2.0', 'NaN', 1))

@@ -60,7 +60,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float,
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from mmseg_ext.evaluation.brats_report import REPORT_CSV_COLUMNS, region_row
+from mmseg_ext.evaluation.brats_report import (METRIC_FIELDS,
+                                               REPORT_CSV_COLUMNS, region_row)
 from mmseg_ext.utils.errors import InputError
 from .brats_db_reports import (_NAME_LEN, HEMISPHERES, REGIONS,
                                REPORT_SOURCES, BraTSReportError,
@@ -122,7 +123,7 @@ def define_tables(meta) -> Dict[str, Any]:
         Column('created_at', DateTime(timezone=True), nullable=False))
     metric_cols = [
         Column(f'{r.lower()}_{m}', Float) for r in REGIONS
-        for m in ('dice', 'hd95')
+        for m in METRIC_FIELDS
     ]
     cases = Table(
         'cases', meta,

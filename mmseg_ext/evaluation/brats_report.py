@@ -48,6 +48,7 @@ import glob
 import json
 import math
 import os.path as osp
+import sys
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
                     Union)
 
@@ -401,7 +402,7 @@ def tumour_report(regions: np.ndarray,
         affine=affine.tolist(), label_scheme=label_scheme, source=source,
         metrics=None if metrics is None else {
             r: {k: math.nan if metrics[r][k] is None else float(
-                metrics[r][k]) for k in ('dice', 'hd95')}
+                metrics[r][k]) for k in METRIC_FIELDS}
             for r in REGIONS
         },
         regions={
@@ -430,8 +431,11 @@ def _is_int(v) -> bool:
 
 
 def _is_num(v) -> bool:
-    # ints are checked apart: math.isfinite(10**400) raises OverflowError
-    return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+    """A finite float, or an int that fits one (JSON ints are unbounded:
+    ``float(10**400)`` raises OverflowError)."""
+    if _is_int(v):
+        return -sys.float_info.max <= v <= sys.float_info.max
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _numbers(path, field, v, n, ints=False, positive=False, nullable=False):
@@ -566,10 +570,11 @@ def validate_tumour_report(report: Any, path: Optional[str] = None) -> dict:
         ...                     'brats2020')
         >>> validate_tumour_report(rep)['regions']['WT']['voxels']
         0
-        >>> validate_tumour_report(dict(rep, case_id=''), 'c1.json')
-        Traceback (most recent call last):
-        ...
-        TumourReportError: c1.json: field 'case_id': got ''; expected ...
+        >>> try:
+        ...     validate_tumour_report(dict(rep, case_id=''), 'c1.json')
+        ... except TumourReportError as err:
+        ...     print(err.path, err.where)
+        c1.json field 'case_id'
     """
     if not isinstance(report, dict):
         _fail(path, '(top level)', type(report).__name__, 'a JSON object')

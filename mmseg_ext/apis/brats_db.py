@@ -40,8 +40,11 @@ mmseg_ext[postgres]``).
 
 Reports are the dicts of the BraTS report JSON
 (``{out_dir}/reports/{case_id}.json`` of ``BraTSMetric``), read and checked
-by :mod:`mmseg_ext.apis.brats_db_reports` (:func:`load_report_dir`,
-:func:`validate_report`; re-exported here).
+by the format's one validator in :mod:`mmseg_ext.evaluation.brats_report`
+(here under the names of :mod:`mmseg_ext.apis.brats_db_reports`:
+:func:`load_report_dir`, :func:`validate_report`; re-exported); a region's
+row is :func:`~mmseg_ext.evaluation.brats_report.region_row`, the row of
+``reports.csv``.
 """
 import datetime
 import functools
@@ -57,6 +60,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float,
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from mmseg_ext.evaluation.brats_report import (METRIC_FIELDS,
+                                               REPORT_CSV_COLUMNS, region_row)
 from mmseg_ext.utils.errors import InputError
 from .brats_db_reports import (_NAME_LEN, HEMISPHERES, REGIONS,
                                REPORT_SOURCES, BraTSReportError,
@@ -118,7 +123,7 @@ def define_tables(meta) -> Dict[str, Any]:
         Column('created_at', DateTime(timezone=True), nullable=False))
     metric_cols = [
         Column(f'{r.lower()}_{m}', Float) for r in REGIONS
-        for m in ('dice', 'hd95')
+        for m in METRIC_FIELDS
     ]
     cases = Table(
         'cases', meta,
@@ -133,22 +138,22 @@ def define_tables(meta) -> Dict[str, Any]:
         *metric_cols,
         ForeignKeyConstraint(['run'], ['runs.name'], ondelete='CASCADE'),
         Index('ix_cases_case_id', 'case_id'))
+    # The columns of reports.csv (one list for both: REPORT_CSV_COLUMNS),
+    # then the whole atlas list as JSON.
+    types = dict(voxels=BigInteger, components=Integer,
+                 hemisphere=String(9), atlas_top=Text)
+    region_cols = [
+        Column(c, types.get(c, Integer if c.startswith('bbox_') else Float),
+               nullable=c not in ('voxels', 'volume_cm3', 'components'))
+        for c in REPORT_CSV_COLUMNS[2:]
+    ]
     regions = Table(
         'regions', meta,
         Column('run', name, primary_key=True),
         Column('case_id', name, primary_key=True),
         Column('region', String(2), primary_key=True),
-        Column('voxels', BigInteger, nullable=False),
-        Column('volume_cm3', Float, nullable=False),
-        Column('components', Integer, nullable=False),
-        *[Column(f'centroid_{a}', Float) for a in 'ijkxyz'],
-        *[Column(f'bbox_{a}{e}', Integer) for e in '01' for a in 'ijk'],
-        Column('hemisphere', String(9)),
-        Column('atlas_top', Text),
-        Column('atlas_top_fraction', Float),
+        *region_cols,
         Column('atlas', Text),
-        Column('dice', Float),
-        Column('hd95', Float),
         ForeignKeyConstraint(['run', 'case_id'],
                              ['cases.run', 'cases.case_id'],
                              ondelete='CASCADE'),
@@ -388,24 +393,9 @@ def _case_row(run_name: str, rep: dict) -> dict:
 
 
 def _region_row(run_name: str, rep: dict, r: str) -> dict:
-    reg = rep['regions'][r]
-    m = (rep['metrics'] or {}).get(r) or {}
-    row = dict(run=run_name, case_id=rep['case_id'], region=r,
-               voxels=reg['voxels'], volume_cm3=reg['volume_cm3'],
-               components=reg['components'], hemisphere=reg['hemisphere'],
-               dice=m.get('dice'), hd95=m.get('hd95'))
-    for key, axes in (('centroid_voxel', 'ijk'), ('centroid_world', 'xyz')):
-        vals = reg[key] or [None] * 3
-        row.update({f'centroid_{a}': v for a, v in zip(axes, vals)})
-    bbox = reg['bbox_voxel'] or [[None] * 3] * 2
-    for e in range(2):
-        row.update({f'bbox_{a}{e}': v for a, v in zip('ijk', bbox[e])})
-    atlas = reg['atlas']
-    row['atlas'] = None if atlas is None else json.dumps(atlas)
-    top = atlas[0] if atlas else None
-    row['atlas_top'] = top['name'] if top else None
-    row['atlas_top_fraction'] = top['fraction'] if top else None
-    return row
+    atlas = rep['regions'][r]['atlas']
+    return dict(region_row(rep, r), run=run_name,
+                atlas=None if atlas is None else json.dumps(atlas))
 
 
 def _report_from_rows(case: dict, regions: Dict[str, dict]) -> dict:

@@ -54,6 +54,21 @@ def test_default_url_is_sqlite_file():
     assert set(metadata.tables) == {'runs', 'cases', 'regions', 'crosscheck'}
 
 
+def test_report_reader_is_the_evaluation_one(tmp_path):
+    from mmseg_ext.evaluation import brats_report
+    assert BraTSReportError is brats_report.TumourReportError
+    assert validate_report is brats_report.validate_tumour_report
+    assert read_report is brats_report.read_tumour_report
+    assert load_report_dir is brats_report.load_report_dir
+    # The regions table holds the columns of reports.csv (and the atlas).
+    cols = [c.name for c in metadata.tables['regions'].columns]
+    assert cols == ['run', *brats_report.REPORT_CSV_COLUMNS, 'atlas']
+    with pytest.raises(BraTSReportError, match='nope.json: tumour report'):
+        read_report(str(tmp_path / 'nope.json'))
+    with pytest.raises(brats_report.TumourReportError, match="field 'sou"):
+        validate_report(dict(make_report('c'), source='model'), 'r')
+
+
 def test_export_round_trip(db_url):
     reports = [make_report('BraTS20_Training_002', dice=0.6, et=False),
                make_report('BraTS20_Training_001', dice=0.9,

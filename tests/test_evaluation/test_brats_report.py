@@ -16,7 +16,8 @@ from mmseg_ext.evaluation.brats_report import (REPORT_CSV_COLUMNS,
                                                count_components, load_atlas,
                                                read_atlas_names,
                                                read_tumour_report,
-                                               tumour_report,
+                                               region_row, tumour_report,
+                                               validate_tumour_report,
                                                write_reports_csv,
                                                write_tumour_report)
 from mmseg_ext.utils.errors import InputError
@@ -215,7 +216,7 @@ def test_json_round_trip_and_reports_csv(tmp_path):
     (lambda r: r['regions']['ET'].update(centroid_voxel=[1, 2, 3]),
      "'regions.ET.centroid_voxel'"),
     (lambda r: r['regions']['WT']['atlas'][0].update(fraction=2),
-     r"'regions.WT.atlas\[0\]'"),
+     r"'regions.WT.atlas\[0\].fraction'"),
 ])
 def test_read_tumour_report_errors(tmp_path, mutate, field):
     rep = _sample_report()
@@ -230,13 +231,98 @@ def test_read_tumour_report_bad_files(tmp_path):
     with pytest.raises(TumourReportError, match='missing.json'):
         read_tumour_report(str(tmp_path / 'missing.json'))
     (tmp_path / 'a.json').write_text('{"case_id": ')
-    with pytest.raises(TumourReportError, match='a.json: tumour report'):
+    with pytest.raises(TumourReportError,
+                       match=r'a.json: line 1, column 13: tumour report'):
         read_tumour_report(str(tmp_path / 'a.json'))
     (tmp_path / 'b.json').write_text(json.dumps(_sample_report()).replace(
         '2.0', 'NaN', 1))
     with pytest.raises(TumourReportError, match='b.json.*NaN'):
         read_tumour_report(str(tmp_path / 'b.json'))
     assert issubclass(TumourReportError, InputError)
+
+
+@pytest.mark.parametrize('mutate,field', [
+    # the parts must agree: a region with voxels has a centroid and a side
+    (lambda r: r['regions']['WT'].update(centroid_world=None),
+     'regions.WT.centroid_world'),
+    (lambda r: r['regions']['TC'].update(hemisphere=None),
+     'regions.TC.hemisphere'),
+    (lambda r: r['regions']['ET'].update(hemisphere='left'),
+     'regions.ET.hemisphere'),
+    (lambda r: r['regions']['WT'].update(bbox_voxel=[[0, 0, 0], [1, 1]]),
+     'regions.WT.bbox_voxel[1]'),
+    # exactly the format's keys in metrics, regions and atlas entries
+    (lambda r: r['metrics'].update(mean={'dice': 0.5, 'hd95': 1.0}),
+     'metrics'),
+    (lambda r: r['metrics']['ET'].pop('hd95'), 'metrics.ET'),
+    (lambda r: r['regions'].update(NCR=r['regions']['ET']), 'regions'),
+    (lambda r: r['regions']['WT']['atlas'][0].update(side='L'),
+     'regions.WT.atlas[0]'),
+    (lambda r: r['regions']['WT']['atlas'][0].update(label='2'),
+     'regions.WT.atlas[0].label'),
+    (lambda r: r['regions']['WT'].update(atlas={}), 'regions.WT.atlas'),
+    # case ids the database can hold (no surrounding spaces, <= 200)
+    (lambda r: r.update(case_id=' case_1'), 'case_id'),
+    (lambda r: r.update(case_id='c' * 201), 'case_id'),
+    (lambda r: r.update(label_scheme=['brats2020']), 'label_scheme'),
+    (lambda r: r['affine'][2].append(1), 'affine[2]'),
+    (lambda r: r.update(spacing=[1, 1, 10**400]), 'spacing'),
+    (lambda r: r.update(spacing=[1, 0, 1]), 'spacing'),
+    (lambda r: r['regions']['TC'].update(volume_cm3=True),
+     'regions.TC.volume_cm3'),
+    (lambda r: r['regions']['TC'].pop('components'),
+     'regions.TC.components'),
+])
+def test_validate_tumour_report_errors(mutate, field):
+    rep = _sample_report()
+    mutate(rep)
+    with pytest.raises(TumourReportError) as info:
+        validate_tumour_report(rep, 'report 3 (case_1)')
+    assert (info.value.path, info.value.where) == ('report 3 (case_1)',
+                                                   f'field {field!r}')
+
+
+def test_validate_tumour_report_clean_copy():
+    rep = _sample_report()
+    assert validate_tumour_report(rep) == rep
+    given = copy.deepcopy(rep)
+    given.update(spacing=(1, 2, 3), extra='ignored')
+    given['regions']['WT']['note'] = 'ignored'
+    out = validate_tumour_report(given)
+    assert out['spacing'] == [1.0, 2.0, 3.0]
+    assert all(isinstance(v, float) for v in out['spacing'])
+    assert 'extra' not in out and 'note' not in out['regions']['WT']
+    assert out['regions']['WT']['bbox_voxel'] == [[2, 2, 1], [8, 6, 5]]
+    out['regions']['WT']['atlas'][0]['name'] = 'changed'
+    assert given['regions']['WT']['atlas'][0]['name'] == 'Occipital'
+    with pytest.raises(TumourReportError, match=r'^x.json: field \'\(top'):
+        validate_tumour_report([rep], 'x.json')
+
+
+def test_read_tumour_report_non_finite(tmp_path):
+    rep = _sample_report()
+    path = tmp_path / 'n.json'
+    path.write_text(json.dumps(rep).replace('0.9', 'Infinity', 1))
+    with pytest.raises(TumourReportError) as info:
+        read_tumour_report(str(path))
+    assert info.value.where == "field 'metrics.WT.dice'"
+    assert 'got Infinity' in str(info.value)
+    # NaN where the format ignores the key is still not JSON
+    path.write_text(json.dumps(dict(rep, extra=math.nan)))
+    with pytest.raises(TumourReportError, match=r'n.json: \(JSON\): NaN'):
+        read_tumour_report(str(path))
+
+
+def test_region_row_is_the_csv_row():
+    rep = _sample_report()
+    row = region_row(rep, 'WT')
+    assert tuple(row) == REPORT_CSV_COLUMNS
+    assert (row['case_id'], row['region'], row['bbox_i1'], row['centroid_x'],
+            row['atlas_top'], row['dice']) == ('case_1', 'WT', 8, 4.5,
+                                               'Occipital', 0.9)
+    empty = region_row(rep, 'ET')
+    assert empty['voxels'] == 0 and empty['hd95'] == 0.0
+    assert all(empty[c] is None for c in REPORT_CSV_COLUMNS[5:-4])
 
 
 _JSON = st.recursive(

@@ -203,6 +203,8 @@ def parse_log_scalars(path: str) -> List[dict]:
 
 
 # ------------------------------------------------------ per-class: the log
+_LOG_PREFIX = re.compile(r'^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} - \S+ - '
+                         r'[A-Z]+ - ')
 _TABLE_HEAD = re.compile(r'per class results(?P<ours> \(\d+ images\))?:')
 
 
@@ -232,7 +234,8 @@ def parse_log_tables(path: str) -> List[dict]:
         if not head:
             continue
         percent = head.group('ours') is None
-        while i < len(lines) and not lines[i].strip():
+        # print_log('\n' + table) leaves a line with only the log prefix
+        while i < len(lines) and not _LOG_PREFIX.sub('', lines[i]).strip():
             i += 1
         rows = []
         while i < len(lines) and lines[i].lstrip().startswith(('+', '|')):
@@ -317,7 +320,7 @@ def read_per_case_csv(path: str) -> dict:
             cells.append(number)
         ids.append(case)
         values.append(cells)
-    table = np.asarray(values, np.float64).reshape(len(ids), -1)
+    table = np.asarray(values, np.float64).reshape(len(ids), len(header) - 1)
     return dict(ids=ids, columns={
         name: table[:, j] for j, name in enumerate(header[1:])})
 

@@ -696,9 +696,15 @@ def zoo_lookup(name: str) -> dict:
     name = osp.splitext(osp.basename(str(name)))[0]
     files = _metafiles()
     names = []
+    loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
     for path in files:
         with open(path, encoding='utf-8') as f:
-            data = yaml.safe_load(f) or {}
+            text = f.read()
+        if not re.search(rf'^- Name: {re.escape(name)}\s*$', text, re.M):
+            # parse only the file that lists it (52 files: seconds in YAML)
+            names += re.findall(r'^- Name: (\S+)', text, re.M)
+            continue
+        data = yaml.load(text, Loader=loader) or {}
         for model in data.get('Models') or []:
             names.append(model.get('Name'))
             if model.get('Name') != name:

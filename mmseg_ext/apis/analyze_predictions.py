@@ -335,8 +335,8 @@ def analyze_predictions(pred_dirs: Sequence[str],
         raise PredictionInputError(f'ground-truth folder {gt_dir!r} does not '
                                    'exist', path=gt_dir)
     gt_paths = _walk(gt_dir, (gt_suffix, ))
-    stems = [s for s in members[0].paths if all(s in m.paths
-                                               for m in members[1:])]
+    stems = [s for s in members[0].paths
+             if all(s in m.paths for m in members[1:])]
     for m in members:
         extra = len(m.paths) - len(stems)
         if extra:
@@ -660,4 +660,3 @@ def _plot_agreement(path, overall, agree, names, classes, order) -> None:
         ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=list(axes), fraction=0.03)
     save_figure(fig, path, format='png')
-

@@ -37,7 +37,6 @@ Not mmseg's ``analyze_logs.py``: it plots one key of one log format and
 prints no tables; the readers here reuse mmengine's outputs as they are.
 """
 import csv
-import copy
 import difflib
 import glob
 import json
@@ -45,14 +44,16 @@ import math
 import os
 import os.path as osp
 import re
-import time
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from mmseg_ext.utils.errors import InputError
-from mmseg_ext.utils.io import atomic_path, dump_json_atomic
+from mmseg_ext.utils.paired_stats import (bootstrap_ci, paired_comparison,
+                                          pareto_front)
+from .compare_report import _finite, summary_json, write_outputs
+from .model_cost import crop_of, measure_speed, model_complexity
 
 __all__ = [
     'RunInputError', 'ZooLookupError', 'find_run_dirs', 'read_scalars',
@@ -100,18 +101,6 @@ def metric_rule(key: str) -> str:
            for k in less):
         return 'less'
     return 'greater'
-
-
-def _finite(value) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _json_list(values) -> list:
-    return [_finite(v) for v in values]
 
 
 # ---------------------------------------------------------------- scalars
@@ -378,29 +367,10 @@ def _load_config(path: str):
     try:
         return Config.fromfile(path, import_custom_modules=False)
     except Exception as err:  # noqa: B902 (any config error: name the file)
+        first = str(err).splitlines()[0] if str(err) else ''
         raise RunInputError(
-            path=path, reason=f'the config cannot be loaded '
-            f'({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""})'
-        ) from err
-
-
-def _crop_of(cfg) -> Optional[Tuple[int, int]]:
-    """``(H, W)``: the data preprocessor's ``size``, ``crop_size``, or the
-    train pipeline's ``RandomCrop``."""
-    model = cfg.get('model', {}) or {}
-    size = (model.get('data_preprocessor') or {}).get('size')
-    if size is None:
-        size = cfg.get('crop_size')
-    if size is None:
-        pipeline = ((cfg.get('train_dataloader') or {}).get('dataset')
-                    or {}).get('pipeline') or []
-        for step in pipeline:
-            if isinstance(step, dict) and 'crop_size' in step:
-                size = step['crop_size']
-    if size is None:
-        return None
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-    return int(size[0]), int(size[1])
+            path=path, reason='the config cannot be loaded '
+            f'({type(err).__name__}: {first})') from err
 
 
 def _describe_type(part) -> Optional[str]:
@@ -440,7 +410,7 @@ def config_summary(cfg) -> dict:
         schedule = f'{train_cfg["max_epochs"]} epochs'
     loader = cfg.get('train_dataloader') or {}
     optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
-    crop = _crop_of(cfg)
+    crop = crop_of(cfg)
     return dict(
         segmentor=model.get('type'),
         model=_head_type(head),
@@ -508,166 +478,6 @@ def config_diff(flats: Sequence[Dict[str, object]],
     return rows
 
 
-# ------------------------------------------------------------- model cost
-def _no_pretrained(node):
-    """A copy of a model config without ``pretrained`` and ``init_cfg``."""
-    if isinstance(node, dict):
-        return {k: _no_pretrained(v) for k, v in node.items()
-                if k not in ('pretrained', 'init_cfg')}
-    if isinstance(node, list):
-        return [_no_pretrained(v) for v in node]
-    return node
-
-
-def _build_model(cfg):
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmseg.registry import MODELS
-    from mmengine.config import ConfigDict
-    model_cfg = ConfigDict(
-        _no_pretrained(copy.deepcopy(cfg.to_dict()['model'])))
-    scope = cfg.get('default_scope', 'mmseg') or 'mmseg'
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope), \
-            warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # deprecations of mmseg's builders
-        model = MODELS.build(model_cfg)
-    model = revert_sync_batchnorm(model)
-    return model.eval()
-
-
-def _input_shape(cfg, crop=None) -> Tuple[int, int, int]:
-    summary = config_summary(cfg)
-    crop = crop or _crop_of(cfg)
-    if crop is None:
-        raise ValueError('the config gives no crop size '
-                         '(model.data_preprocessor.size, crop_size or a '
-                         'RandomCrop)')
-    return int(summary['in_channels'] or 3), int(crop[0]), int(crop[1])
-
-
-def model_complexity(cfg, crop: Optional[Tuple[int, int]] = None) -> dict:
-    """Parameters and FLOPs of a config's model at its channels and crop.
-
-    Built on the CPU without pretrained weights (``pretrained`` and every
-    ``init_cfg`` removed) and counted by mmengine's
-    ``get_model_complexity_info`` (fvcore-style: one multiply-add is one
-    FLOP) on the tensor forward, as MMSeg's ``get_flops.py`` does, but with
-    an ``(1, in_channels, H, W)`` input from the config.
-
-    Args:
-        cfg (Config): The run's config.
-        crop (tuple[int, int], optional): ``(H, W)``; defaults to the
-            config's crop.
-
-    Returns:
-        dict: ``params`` and ``flops`` (ints), ``input_shape``
-        (``[C, H, W]``).
-    """
-    import torch
-    from mmengine.analysis import get_model_complexity_info
-    from mmengine.logging import MMLogger
-    shape = _input_shape(cfg, crop)
-    model = _build_model(cfg)
-    if hasattr(model, 'auxiliary_head'):
-        model.auxiliary_head = None  # training only (as get_flops.py)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('ERROR')  # "unsupported operator" notes per op type
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore')
-            result = get_model_complexity_info(
-                model, inputs=torch.rand(1, *shape), show_table=False,
-                show_arch=False)
-    finally:
-        logger.setLevel(level)
-    return dict(params=int(result['params']), flops=int(result['flops']),
-                input_shape=list(shape))
-
-
-def _rss_kib(field: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status', encoding='ascii') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_name() -> str:
-    import platform
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or 'cpu'
-
-
-def measure_speed(cfg,
-                  device: Optional[str] = None,
-                  iters: int = 10,
-                  warmup: int = 2,
-                  crop: Optional[Tuple[int, int]] = None) -> dict:
-    """Inference images/s and peak memory of a config's model.
-
-    ``model.predict`` (the config's ``test_cfg``: whole / slide, flip) on
-    random ``(1, in_channels, H, W)`` inputs at the crop, batch 1, after
-    ``warmup`` calls. Peak memory: CUDA ``max_memory_allocated`` during the
-    timed calls; CPU: growth of the process' peak resident set (``VmHWM``,
-    reset through ``/proc/self/clear_refs`` where allowed), an upper bound
-    of what the model needed.
-
-    Returns:
-        dict: ``images_per_s``, ``peak_memory_mb``, ``device`` (its name,
-        e.g. ``'NVIDIA H200'`` or the CPU model), ``iters``.
-    """
-    import torch
-    if iters < 1:
-        raise ValueError(f'`iters` should be >= 1, but got {iters}')
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    shape = _input_shape(cfg, crop)
-    model = _build_model(cfg).to(device)
-    inputs = torch.rand(1, *shape, device=device)
-    cuda = str(device).startswith('cuda')
-    with torch.no_grad():
-        for _ in range(warmup):
-            model.predict(inputs)
-        if cuda:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-        else:
-            try:
-                with open('/proc/self/clear_refs', 'w') as f:
-                    f.write('5')  # resets VmHWM to the current RSS
-            except OSError:
-                pass
-            base = _rss_kib('VmRSS')
-        start = time.perf_counter()
-        for _ in range(iters):
-            model.predict(inputs)
-        if cuda:
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-    if cuda:
-        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-        name = torch.cuda.get_device_name(device)
-    else:
-        hwm = _rss_kib('VmHWM')
-        peak = None if hwm is None or base is None else max(
-            0, hwm - base) / 1024
-        name = f'CPU {_cpu_name()} ({torch.get_num_threads()} threads)'
-    return dict(images_per_s=iters / elapsed, peak_memory_mb=peak,
-                device=name, iters=iters)
-
-
 # -------------------------------------------------------------------- zoo
 def _metafiles() -> List[str]:
     import mmseg
@@ -732,107 +542,6 @@ def zoo_lookup(name: str) -> dict:
         'lists the model', value=name,
         expected='a zoo config name such as '
         f'{close or ["segformer_mit-b0_8xb2-160k_ade20k-512x512"]}')
-
-
-# ------------------------------------------------------ paired statistics
-def bootstrap_ci(values: Sequence[float],
-                 num_samples: int = 10000,
-                 seed: int = 0,
-                 level: float = 0.95) -> Tuple[float, float]:
-    """Percentile bootstrap interval of the mean (deterministic by seed).
-
-    ``num_samples`` resamples of ``len(values)`` with replacement from
-    ``np.random.default_rng(seed)``, drawn in chunks (memory bounded), then
-    the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of their
-    means (numpy's linear interpolation).
-
-    Returns:
-        tuple[float, float]: ``(low, high)``; NaNs for no values.
-
-    Examples:
-        >>> bootstrap_ci([0.1, 0.1, 0.1])
-        (0.1, 0.1)
-    """
-    values = np.asarray(values, np.float64)
-    if values.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means, n, chunk = [], values.size, max(1, 2**20 // max(values.size, 1))
-    left = num_samples
-    while left > 0:
-        size = min(chunk, left)
-        means.append(values[rng.integers(0, n, (size, n))].mean(1))
-        left -= size
-    means = np.concatenate(means)
-    alpha = (1 - level) / 2
-    low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
-    return float(low), float(high)
-
-
-def paired_comparison(ids_a: Sequence[str], values_a: Sequence[float],
-                      ids_b: Sequence[str], values_b: Sequence[float],
-                      rule: str = 'greater', tol: float = 1e-9,
-                      num_samples: int = 10000, seed: int = 0) -> dict:
-    """Run B against run A on the images / cases both scored.
-
-    Args:
-        ids_a, values_a: Run A's case ids and scores (NaN: not scored).
-        ids_b, values_b: Run B's.
-        rule (str): ``'greater'`` (larger is better) or ``'less'``.
-        tol (float): ``|B - A| <= tol`` is a tie. Defaults to 1e-9.
-        num_samples (int): Bootstrap resamples. Defaults to 10000.
-        seed (int): Bootstrap seed. Defaults to 0.
-
-    Returns:
-        dict: ``n`` (cases scored by both), ``ids``, ``deltas`` (B - A per
-        case), ``mean_delta``, ``ci_low``, ``ci_high``, ``wins`` / ``ties``
-        / ``losses`` (of B).
-    """
-    a = dict(zip(ids_a, np.asarray(values_a, np.float64)))
-    b = dict(zip(ids_b, np.asarray(values_b, np.float64)))
-    ids = [i for i in ids_a if i in b and np.isfinite(a[i])
-           and np.isfinite(b[i])]
-    deltas = np.asarray([b[i] - a[i] for i in ids], np.float64)
-    better = deltas if rule == 'greater' else -deltas
-    low, high = bootstrap_ci(deltas, num_samples, seed)
-    return dict(
-        n=len(ids), ids=ids, deltas=deltas.tolist(),
-        mean_delta=float(deltas.mean()) if len(ids) else math.nan,
-        ci_low=low, ci_high=high,
-        wins=int((better > tol).sum()), ties=int(
-            (np.abs(deltas) <= tol).sum()), losses=int((better < -tol).sum()))
-
-
-def pareto_front(costs: Sequence[float], scores: Sequence[float],
-                 lower_cost_is_better: bool = True) -> np.ndarray:
-    """Which points no other point beats on both cost and score.
-
-    Point ``i`` is dominated if some ``j`` has a cost at least as good and
-    a score at least as high, one of them strictly. Points with a NaN are
-    never on the front.
-
-    Args:
-        costs (Sequence[float]): E.g. FLOPs (lower is better) or images/s
-            (``lower_cost_is_better=False``).
-        scores (Sequence[float]): Higher is better.
-        lower_cost_is_better (bool): Defaults to True.
-
-    Returns:
-        np.ndarray: ``(N,)`` bool, True on the front.
-    """
-    cost = np.asarray(costs, np.float64)
-    score = np.asarray(scores, np.float64)
-    if not lower_cost_is_better:
-        cost = -cost
-    ok = np.isfinite(cost) & np.isfinite(score)
-    front = ok.copy()
-    for i in np.flatnonzero(ok):
-        others = ok.copy()
-        others[i] = False
-        dominated = others & (cost <= cost[i]) & (score >= score[i]) & (
-            (cost < cost[i]) | (score > score[i]))
-        front[i] = not dominated.any()
-    return front
 
 
 # ------------------------------------------------------------- one run
@@ -998,109 +707,6 @@ def _choose_metric(runs: Sequence[dict]) -> str:
 
 
 # --------------------------------------------------------------- the report
-def _fmt(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(
-            value)):
-        return '—'
-    if isinstance(value, float):
-        return f'{value:.{digits}f}'
-    return str(value)
-
-
-def _text(value) -> str:
-    return '—' if value is None else str(value)
-
-
-def _si(value: Optional[float], unit: str = '') -> str:
-    if value is None:
-        return '—'
-    for scale, suffix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
-        if abs(value) >= scale:
-            return f'{value / scale:.2f}{suffix}{unit}'
-    return f'{value:.0f}{unit}'
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    def cell(x):
-        return str(x).replace('|', '\\|').replace('\n', ' ')
-    lines = ['| ' + ' | '.join(cell(h) for h in header) + ' |',
-             '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(cell(x) for x in r) + ' |' for r in rows]
-    return '\n'.join(lines)
-
-
-def _write_csv(path: str, header: Sequence[str], rows) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w', newline='', encoding='utf-8') as f:
-            writer = csv.writer(f, lineterminator='\n')
-            writer.writerow(header)
-            writer.writerows(rows)
-
-
-def _plot_curves(path, runs, metric):
-    from mmseg_ext.utils.plotting import new_figure, save_figure
-    has_loss = any(any('loss' in r for r in run['train']) for run in runs)
-    fig = new_figure((10 if has_loss else 6, 4))
-    axes = fig.subplots(1, 2 if has_loss else 1, squeeze=False)[0]
-    for run in runs:
-        steps = [s for s, _ in run['curve']]
-        axes[0].plot(steps, [v for _, v in run['curve']], marker='o',
-                     markersize=3, label=run['name'])
-        if has_loss:
-            pts = [(r['step'], r['loss']) for r in run['train'] if 'loss' in r]
-            axes[1].plot([p[0] for p in pts], [p[1] for p in pts],
-                         linewidth=1, label=run['name'])
-    axes[0].set(xlabel='step (iteration or epoch)', ylabel=metric,
-                title=f'validation {metric}')
-    axes[0].legend(fontsize=7)
-    if has_loss:
-        axes[1].set(xlabel='iteration', ylabel='loss', title='train loss')
-        axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, format='png')
-
-
-def _plot_per_class(path, names, classes, table, key):
-    from mmseg_ext.utils.plotting import new_figure, save_figure
-    num_runs, num_cls = table.shape
-    fig = new_figure((max(6.0, 0.35 * num_cls * max(1, num_runs / 2) + 2),
-                      4))
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / num_runs
-    x = np.arange(num_cls)
-    for i, name in enumerate(names):
-        ax.bar(x + (i - (num_runs - 1) / 2) * width,
-               np.nan_to_num(table[i]), width, label=name)
-    ax.set_xticks(x, classes, rotation=90 if num_cls > 8 else 0,
-                  fontsize=7)
-    ax.set(ylabel=key, title=f'per-class {key}')
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, format='png')
-
-
-def _plot_cost(path, names, costs, scores, front, xlabel, ylabel):
-    from mmseg_ext.utils.plotting import new_figure, save_figure
-    fig = new_figure((6, 4.2))
-    ax = fig.add_subplot(1, 1, 1)
-    costs, scores = np.asarray(costs, float), np.asarray(scores, float)
-    ax.scatter(costs[~front], scores[~front], color='tab:gray',
-               label='dominated')
-    ax.scatter(costs[front], scores[front], color='tab:red', zorder=3,
-               label='Pareto front')
-    order = np.argsort(costs[front])
-    ax.plot(costs[front][order], scores[front][order], color='tab:red',
-            linewidth=1)
-    for name, c, s in zip(names, costs, scores):
-        if np.isfinite(c) and np.isfinite(s):
-            ax.annotate(name, (c, s), fontsize=7, xytext=(3, 3),
-                        textcoords='offset points')
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=f'{ylabel} against cost')
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, format='png')
-
-
 def _per_class_tables(runs: Sequence[dict], skipped: list) -> dict:
     """``{key: dict(classes, runs, values (R, C), best (R, C) bool,
     rule)}`` over the runs sharing the first per-class run's classes."""
@@ -1262,10 +868,10 @@ def compare_runs(work_dirs: Sequence[str],
     paired = _paired(runs, num_samples, seed)
     zoo_models = [zoo_lookup(z) for z in zoo]
     os.makedirs(out_dir, exist_ok=True)
-    files = _write_outputs(out_dir, runs, metric, rule, per_class, diff,
-                           paired, zoo_models, skipped, plot)
-    return _summary_json(out_dir, runs, metric, rule, per_class, diff,
-                         paired, zoo_models, skipped, files)
+    files = write_outputs(out_dir, runs, metric, rule, per_class, diff,
+                          paired, zoo_models, skipped, plot)
+    return summary_json(out_dir, runs, metric, rule, per_class, diff,
+                        paired, zoo_models, skipped, files)
 
 
 def _paired(runs: Sequence[dict], num_samples: int, seed: int) -> List[dict]:
@@ -1287,223 +893,3 @@ def _paired(runs: Sequence[dict], num_samples: int, seed: int) -> List[dict]:
                 out.append(dict(reference=ref['name'], run=other['name'],
                                 column=column, **result))
     return out
-
-
-def _run_row(run: dict) -> dict:
-    s, cx, sp = run['summary'], run['complexity'] or {}, run['speed'] or {}
-    return dict(
-        name=run['name'], work_dir=run['work_dir'],
-        segmentor=s.get('segmentor'), model=s.get('model'),
-        backbone=s.get('backbone'), in_channels=s.get('in_channels'),
-        num_classes=s.get('num_classes'), crop=s.get('crop'),
-        schedule=s.get('schedule'), batch=s.get('batch'),
-        optimizer=s.get('optimizer'), lr=s.get('lr'),
-        dataset=s.get('dataset'), best=run['best'],
-        best_step=run['best_step'], last=run['last'],
-        last_step=run['last_step'], params=cx.get('params'),
-        flops=cx.get('flops'), images_per_s=sp.get('images_per_s'),
-        peak_memory_mb=sp.get('peak_memory_mb'), device=sp.get('device'))
-
-
-def _write_outputs(out_dir, runs, metric, rule, per_class, diff, paired,
-                   zoo_models, skipped, plot) -> Dict[str, str]:
-    files = {}
-    rows = [_run_row(r) for r in runs]
-    speed = any(r['speed'] and 'images_per_s' in r['speed'] for r in runs)
-    # summary.csv: one row per run
-    header = list(rows[0]) if rows else []
-    path = osp.join(out_dir, 'summary.csv')
-    _write_csv(path, header, [[('' if v is None else v) for v in r.values()]
-                              for r in rows])
-    files['summary.csv'] = path
-    # per_class.csv
-    path = osp.join(out_dir, 'per_class.csv')
-    pc_rows = []
-    for key, t in per_class.items():
-        for c, cls in enumerate(t['classes']):
-            best = [n for n, b in zip(t['runs'], t['best'][:, c]) if b]
-            pc_rows.append([key, cls] + [_fmt(_finite(v), 6).replace('—', '')
-                                         for v in t['values'][:, c]] +
-                           [' '.join(best)])
-    runs_pc = next(iter(per_class.values()))['runs'] if per_class else []
-    _write_csv(path, ['metric', 'class'] + runs_pc + ['best'], pc_rows)
-    files['per_class.csv'] = path
-    # config_diff.csv
-    path = osp.join(out_dir, 'config_diff.csv')
-    _write_csv(path, ['key'] + [r['name'] for r in runs], [
-        [d['key']] + ['<missing>' if m else json.dumps(v, default=str)
-                      for v, m in zip(d['values'], d['missing'])]
-        for d in diff])
-    files['config_diff.csv'] = path
-    # paired.csv
-    path = osp.join(out_dir, 'paired.csv')
-    _write_csv(path, ['reference', 'run', 'column', 'n', 'mean_delta',
-                      'ci_low', 'ci_high', 'wins', 'ties', 'losses'],
-               [[p[k] for k in ('reference', 'run', 'column', 'n',
-                                'mean_delta', 'ci_low', 'ci_high', 'wins',
-                                'ties', 'losses')] for p in paired])
-    files['paired.csv'] = path
-    if plot and runs:
-        path = osp.join(out_dir, 'curves.png')
-        _plot_curves(path, runs, metric)
-        files['curves.png'] = path
-        if per_class:
-            key = 'dice' if 'dice' in per_class else next(iter(per_class))
-            t = per_class[key]
-            path = osp.join(out_dir, 'per_class.png')
-            _plot_per_class(path, t['runs'], t['classes'], t['values'], key)
-            files['per_class.png'] = path
-        cost = _cost_axis(runs, speed)
-        if cost is not None:
-            xs, xlabel, lower = cost
-            scores = [r['best'] if r['best'] is not None else math.nan
-                      for r in runs]
-            sign = 1 if rule == 'greater' else -1
-            front = pareto_front(xs, sign * np.asarray(scores, float), lower)
-            path = osp.join(out_dir, 'cost.png')
-            _plot_cost(path, [r['name'] for r in runs], xs, scores, front,
-                       xlabel, f'best {metric}')
-            files['cost.png'] = path
-    path = osp.join(out_dir, 'summary.md')
-    text = _markdown(runs, metric, rule, per_class, diff, paired, zoo_models,
-                     skipped, files, speed)
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-    files['summary.md'] = path
-    return files
-
-
-def _cost_axis(runs, speed):
-    """``(values, label, lower_is_better)``: images/s when measured for
-    every run, else FLOPs; None without either."""
-    if speed and all(r['speed'] and 'images_per_s' in r['speed']
-                     for r in runs):
-        return ([r['speed']['images_per_s'] for r in runs],
-                'images/s (higher is better)', False)
-    flops = [(r['complexity'] or {}).get('flops') for r in runs]
-    if any(f is not None for f in flops):
-        return ([math.nan if f is None else f for f in flops],
-                'FLOPs at the crop (lower is better)', True)
-    return None
-
-
-def _markdown(runs, metric, rule, per_class, diff, paired, zoo_models,
-              skipped, files, speed) -> str:
-    out = [f'# Run comparison: {metric} ({rule} is better)', '']
-    header = ['run', 'model', 'backbone', 'crop', 'schedule', 'batch/GPU',
-              f'best {metric} (step)', f'last {metric} (step)', 'params',
-              'FLOPs']
-    if speed:
-        header += ['images/s', 'peak memory', 'device']
-    best_value = [r['best'] for r in runs if r['best'] is not None]
-    top = (max if rule == 'greater' else min)(best_value) if best_value \
-        else None
-    rows = []
-    for r in runs:
-        s, cx = r['summary'], r['complexity'] or {}
-        best = f'{_fmt(r["best"])} ({r["best_step"]})'
-        if top is not None and r['best'] == top and len(runs) > 1:
-            best = f'**{best}**'
-        row = [r['name'], s.get('model') or '—', s.get('backbone') or '—',
-               s.get('crop') or '—', s.get('schedule') or '—',
-               _fmt(s.get('batch')), best,
-               f'{_fmt(r["last"])} ({r["last_step"]})',
-               _si(cx.get('params')), _si(cx.get('flops'))]
-        if speed:
-            sp = r['speed'] or {}
-            row += [_fmt(sp.get('images_per_s'), 2),
-                    '—' if sp.get('peak_memory_mb') is None else
-                    f'{sp["peak_memory_mb"]:.0f} MB', sp.get('device', '—')]
-        rows.append(row)
-    out += [_md_table(header, rows), '']
-    cx_note = [r for r in runs if r['complexity']
-               and 'input_shape' in r['complexity']]
-    if cx_note:
-        out += ['Parameters and FLOPs: mmengine `get_model_complexity_info` '
-                'on the model of each config at its own input (' + ', '.join(
-                    f'{r["name"]}: {"x".join(map(str, r["complexity"]["input_shape"]))}'
-                    for r in cx_note) + '), auxiliary heads left out.', '']
-    for key, t in per_class.items():
-        out += [f'## Per-class {key} ({t["rule"]} is better; **bold**: best '
-                'run per class)', '']
-        rows = []
-        for c, cls in enumerate(t['classes']):
-            rows.append([cls] + [
-                f'**{_fmt(_finite(v))}**' if b else _fmt(_finite(v))
-                for v, b in zip(t['values'][:, c], t['best'][:, c])])
-        rows.append(['classes won'] + [str(int(n))
-                                       for n in t['best'].sum(1)])
-        out += [_md_table(['class'] + t['runs'], rows), '']
-    sources = [f'{r["name"]}: `{r["per_class"]["source"]}`' for r in runs
-               if r['per_class']]
-    if sources:
-        out += ['Per-class sources: ' + '; '.join(sources), '']
-    if paired:
-        out += ['## Paired comparison (same images / cases)', '',
-                'Δ = run − reference per case; 95 % percentile bootstrap '
-                'interval of the mean Δ; W/T/L: cases where the run is '
-                'better / equal / worse.', '']
-        out += [_md_table(
-            ['reference', 'run', 'score', 'n', 'mean Δ', '95 % CI', 'W/T/L'],
-            [[p['reference'], p['run'], p['column'], p['n'],
-              f'{p["mean_delta"]:+.4f}',
-              f'[{p["ci_low"]:+.4f}, {p["ci_high"]:+.4f}]',
-              f'{p["wins"]}/{p["ties"]}/{p["losses"]}'] for p in paired]), '']
-    if diff:
-        out += ['## Config differences', '']
-        out += [_md_table(['key'] + [r['name'] for r in runs], [
-            [f'`{d["key"]}`'] + ['—' if m else f'`{json.dumps(v, default=str)}`'
-                                 for v, m in zip(d['values'], d['missing'])]
-            for d in diff]), '']
-    by_dataset = {}
-    for z in zoo_models:
-        by_dataset.setdefault(z['dataset'] or 'unknown dataset', []).append(z)
-    for dataset, models in by_dataset.items():
-        out += [f'## MMSeg model zoo: {dataset} (metafile.yaml; not the '
-                'dataset of the runs above)', '']
-        out += [_md_table(
-            ['model', 'dataset', 'metrics', 'batch', 'memory (GB)',
-             'hardware', 'weights'],
-            [[z['name'], z['dataset'], ', '.join(
-                f'{k} {v}' for k, v in z['metrics'].items()),
-              _text(z['batch_size']), _text(z['memory_gb']),
-              _text(z['hardware']), z['weights'] or '—'] for z in models]),
-            '']
-    if skipped:
-        out += ['## Skipped', '']
-        out += [f'- **{s["name"]}** ({s["part"]}): {s["reason"]}'
-                for s in skipped]
-        out += ['']
-    pngs = [k for k in files if k.endswith('.png')]
-    if pngs:
-        out += ['## Figures', ''] + [f'![{k}]({k})' for k in pngs] + ['']
-    return '\n'.join(out)
-
-
-def _summary_json(out_dir, runs, metric, rule, per_class, diff, paired,
-                  zoo_models, skipped, files) -> dict:
-    content = dict(
-        metric=metric, rule=rule,
-        runs=[dict(_run_row(r), curve=[[s, v] for s, v in r['curve']],
-                   scalars=r['scalars_source'], config=r['config_path'],
-                   per_class_source=(r['per_class'] or {}).get('source'),
-                   per_case_source=(r['per_case'] or {}).get('source'),
-                   complexity=r['complexity'], speed=r['speed'])
-              for r in runs],
-        per_class={k: dict(classes=t['classes'], runs=t['runs'],
-                           rule=t['rule'],
-                           values=[_json_list(v) for v in t['values']],
-                           best=t['best'].tolist())
-                   for k, t in per_class.items()},
-        paired=[dict(p, deltas=_json_list(p['deltas']),
-                     mean_delta=_finite(p['mean_delta']),
-                     ci_low=_finite(p['ci_low']),
-                     ci_high=_finite(p['ci_high'])) for p in paired],
-        config_diff=[dict(d, values=[json.loads(json.dumps(
-            v, default=str)) for v in d['values']]) for d in diff],
-        zoo=zoo_models, skipped=skipped, files=dict(files))
-    path = osp.join(out_dir, 'summary.json')
-    content['files']['summary.json'] = path
-    dump_json_atomic(content, path, default=str)
-    return content

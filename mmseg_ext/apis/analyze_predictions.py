@@ -211,6 +211,90 @@ def suggest_members(scores: np.ndarray, names: Sequence[str]
     return members, best
 
 
+class _Accumulator:
+    """What the analysis keeps while it streams the images: arrays of a
+    fixed size (models x classes x area bins) and a reservoir of at most
+    ``max_points`` scatter points (Vitter's algorithm R, seeded), whatever
+    the number of images.
+
+    Args:
+        num_models (int): ``M``.
+        num_classes (int): ``C``.
+        edges (np.ndarray): Area bin edges.
+        max_points (int): Reservoir size.
+        seed (int): Reservoir seed.
+    """
+
+    def __init__(self, num_models: int, num_classes: int, edges: np.ndarray,
+                 max_points: int, seed: int) -> None:
+        m, c, b = num_models, num_classes, len(edges) - 1
+        self.edges = edges
+        self.dice_sum = np.zeros((m, c))
+        self.iou_sum = np.zeros((m, c))
+        self.bin_sum = np.zeros((m, c, b))
+        self.bin_count = np.zeros((c, b), np.int64)
+        self.pair_inter = np.zeros((m, m, c))
+        self.pred_size = np.zeros((m, c))
+        self.points: List[tuple] = []  # (model, class, fraction, dice)
+        self.max_points, self.seen = max_points, 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, masks: Sequence[np.ndarray], targets: np.ndarray):
+        """Count one image: ``M`` ``(C, H, W)`` masks and its targets.
+
+        Returns:
+            tuple: ``(dices (M, C), gt_area (C,), fractions (C,))``.
+        """
+        from mmseg_ext.utils.dice import image_counts
+        num_m, c = len(masks), targets.shape[0]
+        dices = np.empty((num_m, c))
+        for i, mask in enumerate(masks):
+            cnt = image_counts(mask, targets)
+            dices[i] = dice_from_counts(*cnt, eps=DICE_EPS)
+            self.iou_sum[i] += iou_from_counts(*cnt, eps=DICE_EPS)
+            self.pred_size[i] += cnt[1]
+            gt_area = cnt[2]
+        self.dice_sum += dices
+        valid = targets != 255
+        flat = [(mk.astype(bool) & valid).reshape(c, -1) for mk in masks]
+        for i in range(num_m):
+            for j in range(i, num_m):
+                self.pair_inter[i, j] += (flat[i] & flat[j]).sum(1)
+                self.pair_inter[j, i] = self.pair_inter[i, j]
+        fractions = gt_area / (targets.shape[1] * targets.shape[2])
+        for k in np.flatnonzero(gt_area > 0):
+            b = area_bin(fractions[k], self.edges)
+            self.bin_count[k, b] += 1
+            self.bin_sum[:, k, b] += dices[:, k]
+            for i in range(num_m):
+                self._sample((i, k, float(fractions[k]), float(dices[i, k])))
+        return dices, gt_area, fractions
+
+    def _sample(self, point: tuple) -> None:
+        self.seen += 1
+        if len(self.points) < self.max_points:
+            self.points.append(point)
+        else:
+            r = int(self.rng.integers(0, self.seen))
+            if r < self.max_points:
+                self.points[r] = point
+
+    def agreement(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(per class (C, M, M), overall (M, M))`` Dice between models."""
+        num_m = self.pred_size.shape[0]
+        per_class = np.zeros((self.pred_size.shape[1], num_m, num_m))
+        overall = np.zeros((num_m, num_m))
+        for i in range(num_m):
+            for j in range(num_m):
+                per_class[:, i, j] = agreement_dice(
+                    self.pair_inter[i, j], self.pred_size[i],
+                    self.pred_size[j])
+                overall[i, j] = float(agreement_dice(
+                    self.pair_inter[i, j].sum(), self.pred_size[i].sum(),
+                    self.pred_size[j].sum()))
+        return per_class, overall
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('._') or 'model'
 
@@ -355,23 +439,14 @@ def analyze_predictions(pred_dirs: Sequence[str],
             f'{{stem}}{gt_suffix} under {gt_dir}, e.g. {missing[0]!r}',
             path=gt_dir)
 
-    num_m, edges = len(members), np.asarray(area_bins, np.float64)
-    num_b = len(edges) - 1
-    dice_sum = np.zeros((num_m, c))
-    iou_sum = np.zeros((num_m, c))
-    bin_sum = np.zeros((num_m, c, num_b))
-    bin_count = np.zeros((c, num_b), np.int64)
-    pair_inter = np.zeros((num_m, num_m, c))
-    pred_size = np.zeros((num_m, c))
-    rng = np.random.default_rng(seed)
-    points, seen = [], 0  # reservoir of (model, class, fraction, dice)
+    edges = np.asarray(area_bins, np.float64)
+    stats = _Accumulator(len(members), c, edges, max_points, seed)
     os.makedirs(out_dir, exist_ok=True)
     per_image_path = osp.join(out_dir, 'per_image.csv')
     bar = None
     if show_progress:
         from mmengine.utils import ProgressBar
         bar = ProgressBar(len(stems))
-    from mmseg_ext.utils.dice import image_counts
     packed = gt_format == 'packed'
     with atomic_path(per_image_path) as tmp, open(
             tmp, 'w', newline='', encoding='utf-8') as f:
@@ -393,66 +468,30 @@ def analyze_predictions(pred_dirs: Sequence[str],
                         f'model {m.name!r}: {m.paths[stem]} has shape '
                         f'{mask.shape}, but its ground truth {gt_path} '
                         f'{targets.shape} (C, H, W)', path=m.paths[stem])
-            image_px = targets.shape[1] * targets.shape[2]
-            dices = []
-            for i, mask in enumerate(masks):
-                cnt = image_counts(mask, targets)
-                dices.append(dice_from_counts(*cnt, eps=DICE_EPS))
-                iou_sum[i] += iou_from_counts(*cnt, eps=DICE_EPS)
-                pred_size[i] += cnt[1]
-                gt_area = cnt[2]
-            dices = np.stack(dices)  # (M, C)
-            dice_sum += dices
-            valid = targets != 255
-            flat = [(mk.astype(bool) & valid).reshape(c, -1) for mk in masks]
-            for i in range(num_m):
-                for j in range(i, num_m):
-                    inter = (flat[i] & flat[j]).sum(1)
-                    pair_inter[i, j] += inter
-                    pair_inter[j, i] = pair_inter[i, j]
+            dices, gt_area, fractions = stats.add(masks, targets)
             for k in np.flatnonzero(gt_area > 0):
-                frac = gt_area[k] / image_px
-                b = area_bin(frac, edges)
-                bin_count[k, b] += 1
-                bin_sum[:, k, b] += dices[:, k]
                 writer.writerow([stem, class_names[k], int(gt_area[k]),
-                                 f'{frac:.6g}'] +
+                                 f'{fractions[k]:.6g}'] +
                                 [f'{d:.6f}' for d in dices[:, k]])
-                for i in range(num_m):
-                    seen += 1
-                    point = (i, k, frac, float(dices[i, k]))
-                    if len(points) < max_points:
-                        points.append(point)
-                    else:
-                        r = int(rng.integers(0, seen))
-                        if r < max_points:
-                            points[r] = point
             if bar is not None:
                 bar.update()
     if bar is not None:
         print()
 
     n = len(stems)
-    dice, iou = dice_sum / n, iou_sum / n
-    agree = np.zeros((c, num_m, num_m))
-    for i in range(num_m):
-        for j in range(num_m):
-            agree[:, i, j] = agreement_dice(pair_inter[i, j], pred_size[i],
-                                            pred_size[j])
-    overall = np.zeros((num_m, num_m))
-    for i in range(num_m):
-        for j in range(num_m):
-            overall[i, j] = float(agreement_dice(
-                pair_inter[i, j].sum(), pred_size[i].sum(),
-                pred_size[j].sum()))
+    dice, iou = stats.dice_sum / n, stats.iou_sum / n
+    agree, overall = stats.agreement()
+    num_m = len(members)
     iu = np.triu_indices(num_m, 1)
     disagreement = (1 - agree[:, iu[0], iu[1]].mean(1)) if num_m > 1 else \
         np.zeros(c)
     order = np.argsort(-disagreement, kind='stable')[:top_k]
+    bin_count = stats.bin_count
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
-        bin_mean = bin_sum / np.maximum(bin_count, 1)
+        bin_mean = stats.bin_sum / np.maximum(bin_count, 1)
     bin_mean = np.where(bin_count[None] > 0, bin_mean, np.nan)
+    points = stats.points
     chosen, best = suggest_members(dice, model_names)
 
     files = dict(per_image=per_image_path)

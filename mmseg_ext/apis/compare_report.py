@@ -261,7 +261,7 @@ def _markdown(runs, metric, rule, per_class, diff, paired, zoo_models,
             sp = r['speed'] or {}
             row += [_fmt(sp.get('images_per_s'), 2),
                     '—' if sp.get('peak_memory_mb') is None else
-                    f'{sp["peak_memory_mb"]:.0f} MB', sp.get('device', '—')]
+                    f'{sp["peak_memory_mb"]:.1f} MB', sp.get('device', '—')]
         rows.append(row)
     out += [_md_table(header, rows), '']
     cx_note = [r for r in runs if r['complexity']

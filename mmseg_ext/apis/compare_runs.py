@@ -668,7 +668,10 @@ def _read_run(work_dir: str, name: str, metric: Optional[str]) -> dict:
         _evaluator_jsons(cfg, work_dir) +
         sorted(glob.glob(osp.join(work_dir, '*.json'))))
     per_case = None
-    for path in sorted(glob.glob(osp.join(work_dir, '*.csv'))):
+    csvs = sorted(glob.glob(osp.join(work_dir, '*.csv')))
+    for run_dir in reversed(run_dirs):  # a test run's outputs, newest first
+        csvs += sorted(glob.glob(osp.join(run_dir, '*.csv')))
+    for path in csvs:
         with open(path, encoding='utf-8', errors='replace') as f:
             first = f.readline().split(',')[0].strip().lower()
         if first in ID_COLUMNS:
@@ -729,6 +732,10 @@ def _per_class_tables(runs: Sequence[dict], skipped: list) -> dict:
     keys = []
     for run in same:
         keys += [k for k in run['per_class']['metrics'] if k not in keys]
+    # a score only one of several runs has (the Acc column of IoUMetric's
+    # log table) compares nothing
+    keys = [k for k in keys if sum(k in r['per_class']['metrics']
+                                   for r in same) >= min(2, len(same))]
     tables = {}
     for key in keys:
         values = np.stack([

@@ -14,6 +14,8 @@ import time
 import warnings
 from typing import Optional, Tuple
 
+import numpy as np
+
 __all__ = ['crop_of', 'model_input_shape', 'model_complexity', 'measure_speed']
 
 
@@ -153,10 +155,12 @@ def measure_speed(cfg,
 
     ``model.predict`` (the config's ``test_cfg``: whole / slide, flip) on
     random ``(1, in_channels, H, W)`` inputs at the crop, batch 1, after
-    ``warmup`` calls. Peak memory: CUDA ``max_memory_allocated`` during the
-    timed calls; CPU: growth of the process' peak resident set (``VmHWM``,
-    reset through ``/proc/self/clear_refs`` where allowed), an upper bound
-    of what the model needed.
+    ``warmup`` calls; images/s is one over the median time of a call (the
+    median: robust to other processes taking the CPU now and then). Peak
+    memory: CUDA ``max_memory_allocated`` during the timed calls; CPU: the
+    growth of the process' peak resident set (``VmHWM``, reset through
+    ``/proc/self/clear_refs`` where allowed), an upper bound of what the
+    model needed.
 
     Returns:
         dict: ``images_per_s``, ``peak_memory_mb``, ``device`` (its name,
@@ -184,12 +188,13 @@ def measure_speed(cfg,
             except OSError:
                 pass
             base = _rss_kib('VmRSS')
-        start = time.perf_counter()
+        times = []
         for _ in range(iters):
+            start = time.perf_counter()
             model.predict(inputs)
-        if cuda:
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
+            if cuda:
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
     if cuda:
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
         name = torch.cuda.get_device_name(device)
@@ -198,5 +203,5 @@ def measure_speed(cfg,
         peak = None if hwm is None or base is None else max(
             0, hwm - base) / 1024
         name = f'CPU {_cpu_name()} ({torch.get_num_threads()} threads)'
-    return dict(images_per_s=iters / elapsed, peak_memory_mb=peak,
-                device=name, iters=iters)
+    return dict(images_per_s=1.0 / max(float(np.median(times)), 1e-12),
+                peak_memory_mb=peak, device=name, iters=iters)

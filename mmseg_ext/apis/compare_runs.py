@@ -15,7 +15,9 @@
   ``PerClassIoUMetric`` / ``MultiLabelDiceMetric`` (``per_class_json`` of
   the config's evaluators, else a ``{work_dir}/*.json`` with ``classes``),
   per-case CSVs (:func:`read_per_case_csv`: one row per image / case,
-  ``{class}_{metric}`` columns such as BraTS' ``WT_dice,...,ET_hd95``), and
+  ``{class}_{metric}`` columns such as BraTS' ``WT_dice,...,ET_hd95``; the
+  evaluators' ``*_csv`` arguments, else ``{work_dir}/*.csv`` and
+  ``{timestamp}/*.csv`` with an id column first), and
   for plain MMSeg runs the ``per class results:`` PrettyTable that
   ``IoUMetric`` prints into the log (:func:`parse_log_tables`, percent
   turned into fractions);
@@ -545,15 +547,21 @@ def zoo_lookup(name: str) -> dict:
 
 
 # ------------------------------------------------------------- one run
-def _evaluator_jsons(cfg, work_dir: str) -> List[str]:
+def _evaluator_files(cfg, work_dir: str, suffix: str) -> List[str]:
+    """Existing files named by the evaluators' ``*{suffix}`` arguments
+    (``per_class_json``, a per-case ``..._csv``), relative paths tried from
+    the current folder and the work dir."""
     paths = []
     for key in ('test_evaluator', 'val_evaluator'):
         evaluators = cfg.get(key) if cfg is not None else None
         if isinstance(evaluators, dict):
             evaluators = [evaluators]
         for ev in evaluators or []:
-            path = ev.get('per_class_json') if isinstance(ev, dict) else None
-            if path:
+            if not isinstance(ev, dict):
+                continue
+            for arg, path in ev.items():
+                if not arg.endswith(suffix) or not isinstance(path, str):
+                    continue
                 candidates = [path] if osp.isabs(path) else [
                     path, osp.join(work_dir, path),
                     osp.join(work_dir, osp.basename(path))]
@@ -665,10 +673,11 @@ def _read_run(work_dir: str, name: str, metric: Optional[str]) -> dict:
     config_path = _find_config(work_dir, run_dirs)
     cfg = _load_config(config_path) if config_path else None
     per_class = _per_class_from_json(
-        _evaluator_jsons(cfg, work_dir) +
+        _evaluator_files(cfg, work_dir, '_json') +
         sorted(glob.glob(osp.join(work_dir, '*.json'))))
     per_case = None
-    csvs = sorted(glob.glob(osp.join(work_dir, '*.csv')))
+    csvs = _evaluator_files(cfg, work_dir, '_csv') + sorted(
+        glob.glob(osp.join(work_dir, '*.csv')))
     for run_dir in reversed(run_dirs):  # a test run's outputs, newest first
         csvs += sorted(glob.glob(osp.join(run_dir, '*.csv')))
     for path in csvs:

@@ -411,3 +411,17 @@ def test_read_per_case_csv_errors(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(RunInputError, match=match):
         read_per_case_csv(str(path))
+
+
+def test_per_case_csv_named_by_the_evaluator(tmp_path):
+    wd = _write_run(tmp_path, 'r', [(1, dict(mDice=1.0))])
+    with open(osp.join(wd, '20240101_120000', 'vis_data', 'config.py'),
+              'a') as f:
+        f.write("test_evaluator = dict(type='BraTSMetric', "
+                "per_case_csv='eval/cases.csv')\n")
+    os.makedirs(osp.join(wd, 'eval'))
+    with open(osp.join(wd, 'eval', 'cases.csv'), 'w') as f:
+        f.write('case_id,WT_dice,WT_hd95\nBraTS-001,0.5,7.5\n')
+    run = read_run(wd)
+    assert run['per_case']['source'] == osp.join(wd, 'eval', 'cases.csv')
+    assert run['per_class']['metrics']['hd95'].tolist() == [7.5]

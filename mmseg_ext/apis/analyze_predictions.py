@@ -196,6 +196,9 @@ def suggest_members(scores: np.ndarray, names: Sequence[str]
                     ) -> Tuple[List[int], List[int]]:
     """The classwise members: per class the model with the best score.
 
+    A tie goes to the model with the best mean over the classes (then to
+    the first), so a model that only ties on some classes is no member.
+
     Args:
         scores (np.ndarray): ``(M, C)`` per-class scores (NaN ranks last).
         names (Sequence[str]): ``M`` model names.
@@ -203,10 +206,17 @@ def suggest_members(scores: np.ndarray, names: Sequence[str]
     Returns:
         tuple[list[int], list[int]]: ``(members, best)``: the models that
         are best on at least one class (in model order) and the best model
-        of each class (the first on a tie).
+        of each class.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        means = np.nan_to_num(np.nanmean(scores, 1), nan=-np.inf)
     scores = np.where(np.isnan(scores), -np.inf, scores)
-    best = [int(np.argmax(scores[:, c])) for c in range(scores.shape[1])]
+    order = sorted(range(len(names)), key=lambda m: (-means[m], m))
+    best = []
+    for c in range(scores.shape[1]):
+        top = scores[:, c].max()
+        best.append(next(m for m in order if scores[m, c] == top))
     members = [m for m in range(len(names)) if m in best]
     return members, best
 
@@ -602,11 +612,12 @@ def _markdown(result, edges, bin_mean, bin_count, order,
            f'{result["num_images"]} images', '',
            f'Decision: {result["decision"]}; Dice per image (eps 1e-4, an '
            'empty class predicted empty scores 1), averaged over images.', '',
-           '## Per-class Dice (**bold**: best model, the classwise member)',
+           '## Per-class Dice (**bold**: the classwise member; a tie goes to '
+           'the best model on average)',
            '']
     rows = []
     for k, cls in enumerate(classes):
-        top = int(np.argmax(np.nan_to_num(dice[:, k], nan=-1)))
+        top = names.index(result['best_per_class'][cls])
         rows.append([cls] + [f'**{_fmt(v)}**' if i == top else _fmt(v)
                              for i, v in enumerate(dice[:, k])])
     rows.append(['mean'] + [_fmt(v) for v in dice.mean(1)])

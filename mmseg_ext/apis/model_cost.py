@@ -202,6 +202,8 @@ def measure_speed(cfg,
         hwm = _rss_kib('VmHWM')
         peak = None if hwm is None or base is None else max(
             0, hwm - base) / 1024
-        name = f'CPU {_cpu_name()} ({torch.get_num_threads()} threads)'
+        threads = torch.get_num_threads()
+        name = (f'CPU {_cpu_name()} ({threads} thread'
+                f'{"s" if threads != 1 else ""})')
     return dict(images_per_s=1.0 / max(float(np.median(times)), 1e-12),
                 peak_memory_mb=peak, device=name, iters=iters)

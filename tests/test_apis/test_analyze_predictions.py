@@ -157,6 +157,10 @@ def test_area_bin_and_members():
     members, best = suggest_members(
         np.array([[0.5, np.nan, 0.9], [0.5, 0.1, 0.2]]), ['x', 'y'])
     assert best == [0, 1, 0] and members == [0, 1]
+    # a tie goes to the better model on average: x only ties, no member
+    members, best = suggest_members(np.array([[0.5, 0.1], [0.5, 0.9]]),
+                                    ['x', 'y'])
+    assert best == [1, 1] and members == [1]
 
 
 def test_bad_inputs(softmax_case, tmp_path):

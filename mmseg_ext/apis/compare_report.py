@@ -151,7 +151,7 @@ def _run_row(run: dict) -> dict:
 
 
 def write_outputs(out_dir, runs, metric, rule, per_class, diff, paired,
-                  zoo_models, skipped, plot) -> Dict[str, str]:
+                  zoo_models, skipped, plot, cost='auto') -> Dict[str, str]:
     """Write every file but ``summary.json``; returns ``{name: path}``.
     """
     files = {}
@@ -200,9 +200,9 @@ def write_outputs(out_dir, runs, metric, rule, per_class, diff, paired,
             path = osp.join(out_dir, 'per_class.png')
             _plot_per_class(path, t['runs'], t['classes'], t['values'], key)
             files['per_class.png'] = path
-        cost = _cost_axis(runs, speed)
-        if cost is not None:
-            xs, xlabel, lower = cost
+        axis = _cost_axis(runs, speed and cost != 'flops')
+        if axis is not None:
+            xs, xlabel, lower = axis
             scores = [r['best'] if r['best'] is not None else math.nan
                       for r in runs]
             sign = 1 if rule == 'greater' else -1

@@ -777,7 +777,8 @@ def compare_runs(work_dirs: Sequence[str],
                  complexity: bool = True,
                  num_samples: int = 10000,
                  seed: int = 0,
-                 plot: bool = True) -> dict:
+                 plot: bool = True,
+                 cost: str = 'auto') -> dict:
     """Compare runs; write ``summary.md``, ``summary.csv``,
     ``summary.json``, ``per_class.csv``, ``config_diff.csv``, ``paired.csv``
     and the PNGs (``curves.png``, ``per_class.png``, ``cost.png``) to
@@ -805,6 +806,9 @@ def compare_runs(work_dirs: Sequence[str],
             Defaults to 10000.
         seed (int): Bootstrap seed. Defaults to 0.
         plot (bool): Write the PNGs. Defaults to True.
+        cost (str): x axis of ``cost.png``: ``'flops'``, ``'speed'``
+            (images/s) or ``'auto'`` (images/s when measured for every run,
+            else FLOPs). Defaults to ``'auto'``.
 
     Returns:
         dict: The ``summary.json`` content (``metric``, ``rule``, ``runs``,
@@ -826,6 +830,12 @@ def compare_runs(work_dirs: Sequence[str],
     if len(set(names)) != len(names):
         raise ValueError(f'the run names should differ, but got {names}; '
                          'give --names')
+    if cost not in ('auto', 'flops', 'speed'):
+        raise ValueError("`cost` should be 'auto', 'flops' or 'speed', but "
+                         f'got {cost!r}')
+    if cost == 'speed' and not speed:
+        raise ValueError("`cost='speed'` needs the speed measured "
+                         '(speed=True, --speed)')
     if rule is not None and rule not in ('greater', 'less'):
         raise ValueError(f"`rule` should be 'greater' or 'less', but got "
                          f'{rule!r}')
@@ -885,7 +895,7 @@ def compare_runs(work_dirs: Sequence[str],
     zoo_models = [zoo_lookup(z) for z in zoo]
     os.makedirs(out_dir, exist_ok=True)
     files = write_outputs(out_dir, runs, metric, rule, per_class, diff,
-                          paired, zoo_models, skipped, plot)
+                          paired, zoo_models, skipped, plot, cost)
     return summary_json(out_dir, runs, metric, rule, per_class, diff,
                         paired, zoo_models, skipped, files)
 

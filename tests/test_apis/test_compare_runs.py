@@ -425,3 +425,12 @@ def test_per_case_csv_named_by_the_evaluator(tmp_path):
     run = read_run(wd)
     assert run['per_case']['source'] == osp.join(wd, 'eval', 'cases.csv')
     assert run['per_class']['metrics']['hd95'].tolist() == [7.5]
+
+
+def test_cost_axis_option(two_runs, tmp_path):
+    with pytest.raises(ValueError, match='needs the speed'):
+        compare_runs(two_runs, str(tmp_path / 'o'), cost='speed',
+                     complexity=False)
+    with pytest.raises(ValueError, match="'auto', 'flops' or 'speed'"):
+        compare_runs(two_runs, str(tmp_path / 'o'), cost='time',
+                     complexity=False)

@@ -65,6 +65,10 @@ def parse_args(argv=None):
                         help='bootstrap resamples (default 10000)')
     parser.add_argument('--seed', type=int, default=0,
                         help='bootstrap seed (default 0)')
+    parser.add_argument(
+        '--cost', choices=('auto', 'flops', 'speed'), default='auto',
+        help='x axis of cost.png (default auto: images/s with --speed, '
+        'else FLOPs)')
     parser.add_argument('--no-plots', action='store_true',
                         help='write the tables only')
     add_debug_arg(parser)
@@ -75,6 +79,8 @@ def parse_args(argv=None):
     if args.speed_iters < 1:
         parser.error(f'--speed-iters should be >= 1, but got '
                      f'{args.speed_iters}')
+    if args.cost == 'speed' and not args.speed:
+        parser.error('--cost speed needs --speed')
     if args.bootstrap < 1:
         parser.error(f'--bootstrap should be >= 1, but got {args.bootstrap}')
     return args
@@ -91,7 +97,7 @@ def main(argv=None):
             rule=args.rule, zoo=args.zoo, speed=args.speed,
             speed_device=args.device, speed_iters=args.speed_iters,
             complexity=not args.no_complexity, num_samples=args.bootstrap,
-            seed=args.seed, plot=not args.no_plots)
+            seed=args.seed, plot=not args.no_plots, cost=args.cost)
     note_partial(None)
     for w in caught:  # ours only: the model builders' deprecations are noise
         if 'mmseg_ext' in str(w.filename):

@@ -434,3 +434,24 @@ def test_cost_axis_option(two_runs, tmp_path):
     with pytest.raises(ValueError, match="'auto', 'flops' or 'speed'"):
         compare_runs(two_runs, str(tmp_path / 'o'), cost='time',
                      complexity=False)
+
+
+keys = st.text('abcdefghijklmnopqrstuvwxyz./_', min_size=1, max_size=8)
+records = st.lists(st.dictionaries(
+    keys, st.floats(allow_nan=False, allow_infinity=False), max_size=4).map(
+        lambda d: dict(d, step=1)), max_size=6)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(recs=records, cut=st.integers(1, 30))
+def test_read_scalars_round_trip_and_truncation(tmp_path, recs, cut):
+    path = tmp_path / 'scalars.json'
+    text = ''.join(json.dumps(r) + '\n' for r in recs)
+    path.write_text(text)
+    assert read_scalars(str(path)) == recs
+    # a last line cut short (a run killed while writing) names that line
+    last = json.dumps(dict(loss=1.5, step=7))
+    path.write_text(text + last[:min(cut, len(last) - 1)])
+    with pytest.raises(RunInputError, match=f'line {len(recs) + 1}'):
+        read_scalars(str(path))

@@ -778,7 +778,8 @@ def compare_runs(work_dirs: Sequence[str],
                  num_samples: int = 10000,
                  seed: int = 0,
                  plot: bool = True,
-                 cost: str = 'auto') -> dict:
+                 cost: str = 'auto',
+                 show_progress: bool = False) -> dict:
     """Compare runs; write ``summary.md``, ``summary.csv``,
     ``summary.json``, ``per_class.csv``, ``config_diff.csv``, ``paired.csv``
     and the PNGs (``curves.png``, ``per_class.png``, ``cost.png``) to
@@ -809,6 +810,8 @@ def compare_runs(work_dirs: Sequence[str],
         cost (str): x axis of ``cost.png``: ``'flops'``, ``'speed'``
             (images/s) or ``'auto'`` (images/s when measured for every run,
             else FLOPs). Defaults to ``'auto'``.
+        show_progress (bool): A progress bar over the runs while their
+            models are counted / timed. Defaults to False.
 
     Returns:
         dict: The ``summary.json`` content (``metric``, ``rule``, ``runs``,
@@ -864,31 +867,19 @@ def compare_runs(work_dirs: Sequence[str],
             kept.append(run)
     runs = kept
     rule = rule or metric_rule(metric)
+    bar = None
+    if show_progress and (complexity or speed):
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(runs))  # models built, counted, timed
     for run in runs:
         run['curve'] = [(r['step'], r[metric]) for r in run['val']
                         if metric in r]
         run.update(best_and_last(run['curve'], rule))
-        run['complexity'] = run['speed'] = None
-        if run['config'] is None:
-            continue
-        if complexity:
-            try:
-                run['complexity'] = model_complexity(run['config'])
-            except Exception as err:  # noqa: B902 (a model we cannot count)
-                run['complexity'] = dict(error=f'{type(err).__name__}: '
-                                         f'{err}'.splitlines()[0])
-                warnings.warn(f'run {run["name"]!r}: no parameters / FLOPs: '
-                              f'{run["complexity"]["error"]}')
-        if speed:
-            try:
-                run['speed'] = measure_speed(run['config'], speed_device,
-                                             speed_iters)
-            except Exception as err:  # noqa: B902
-                run['speed'] = dict(error=f'{type(err).__name__}: '
-                                    f'{err}'.splitlines()[0])
-                warnings.warn(f'run {run["name"]!r}: no speed: '
-                              f'{run["speed"]["error"]}')
-
+        _measure(run, complexity, speed, speed_device, speed_iters)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        print()
     per_class = _per_class_tables(runs, skipped)
     diff = config_diff([r['flat'] for r in runs])
     paired = _paired(runs, num_samples, seed)
@@ -898,6 +889,29 @@ def compare_runs(work_dirs: Sequence[str],
                           paired, zoo_models, skipped, plot, cost)
     return summary_json(out_dir, runs, metric, rule, per_class, diff,
                         paired, zoo_models, skipped, files)
+
+
+def _measure(run: dict, complexity: bool, speed: bool,
+             device: Optional[str], iters: int) -> None:
+    """Set ``run['complexity']`` / ``run['speed']`` (None, the numbers, or
+    ``{'error': ...}`` with a warning: a model that cannot be built or
+    counted does not stop the comparison)."""
+    run['complexity'] = run['speed'] = None
+    if run['config'] is None:
+        return
+    jobs = [('complexity', 'no parameters / FLOPs', complexity,
+             lambda: model_complexity(run['config'])),
+            ('speed', 'no speed', speed,
+             lambda: measure_speed(run['config'], device, iters))]
+    for key, what, wanted, job in jobs:
+        if not wanted:
+            continue
+        try:
+            run[key] = job()
+        except Exception as err:  # noqa: B902 (any model-building error)
+            run[key] = dict(error=f'{type(err).__name__}: '
+                            f'{err}'.splitlines()[0])
+            warnings.warn(f'run {run["name"]!r}: {what}: {run[key]["error"]}')
 
 
 def _paired(runs: Sequence[dict], num_samples: int, seed: int) -> List[dict]:

@@ -455,3 +455,17 @@ def test_read_scalars_round_trip_and_truncation(tmp_path, recs, cut):
     path.write_text(text + last[:min(cut, len(last) - 1)])
     with pytest.raises(RunInputError, match=f'line {len(recs) + 1}'):
         read_scalars(str(path))
+
+
+def test_a_model_that_cannot_be_built_is_noted(tmp_path):
+    wd = _write_run(tmp_path, 'r', [(1, dict(mDice=1.0))])
+    path = osp.join(wd, '20240101_120000', 'vis_data', 'config.py')
+    with open(path) as f:
+        text = f.read().replace("'ResNetV1c'", "'NoSuchBackbone'")
+    with open(path, 'w') as f:
+        f.write(text)
+    with pytest.warns(UserWarning, match="run 'r': no parameters / FLOPs"):
+        res = compare_runs([wd], str(tmp_path / 'o'), plot=False)
+    assert 'NoSuchBackbone' in res['runs'][0]['complexity']['error']
+    assert res['runs'][0]['params'] is None
+    assert '| r |' in open(tmp_path / 'o' / 'summary.md').read()

@@ -69,6 +69,8 @@ def parse_args(argv=None):
         '--cost', choices=('auto', 'flops', 'speed'), default='auto',
         help='x axis of cost.png (default auto: images/s with --speed, '
         'else FLOPs)')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='hide the progress bar')
     parser.add_argument('--no-plots', action='store_true',
                         help='write the tables only')
     add_debug_arg(parser)
@@ -97,7 +99,8 @@ def main(argv=None):
             rule=args.rule, zoo=args.zoo, speed=args.speed,
             speed_device=args.device, speed_iters=args.speed_iters,
             complexity=not args.no_complexity, num_samples=args.bootstrap,
-            seed=args.seed, plot=not args.no_plots, cost=args.cost)
+            seed=args.seed, plot=not args.no_plots, cost=args.cost,
+            show_progress=not args.no_progress)
     note_partial(None)
     for w in caught:  # ours only: the model builders' deprecations are noise
         if 'mmseg_ext' in str(w.filename):

@@ -693,7 +693,7 @@ def _plot_scatter(path, points, names, edges, bin_mean, bin_count) -> None:
 def _plot_agreement(path, overall, agree, names, classes, order) -> None:
     from mmseg_ext.utils.plotting import new_figure, save_figure
     num = len(order) if len(names) > 1 else 0
-    fig = new_figure((4 + 2.2 * min(num, 3), 3.6))
+    fig = new_figure((4 + 2.6 * min(num, 3), 3.8), layout='constrained')
     axes = fig.subplots(1, 1 + min(num, 3), squeeze=False)[0]
     mats = [('all classes', overall)] + [
         (classes[k], agree[k]) for k in list(order)[:3]] if num else \
@@ -701,7 +701,9 @@ def _plot_agreement(path, overall, agree, names, classes, order) -> None:
     for ax, (title, mat) in zip(axes, mats):
         image = ax.imshow(mat, vmin=0, vmax=1, cmap='viridis')
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_yticks(range(len(names)),
+                      names if ax is axes[0] else [''] * len(names),
+                      fontsize=7)
         for i in range(len(names)):
             for j in range(len(names)):
                 ax.text(j, i, f'{mat[i, j]:.2f}', ha='center', va='center',

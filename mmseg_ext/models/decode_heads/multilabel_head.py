@@ -15,6 +15,8 @@ from torch import Tensor
 
 from mmseg_ext.utils.dice import dice_from_counts
 
+from .deep_supervision import deep_supervision_losses
+
 __all__ = ['MultiLabelHead', 'multilabel_dice']
 
 DEFAULT_LOSSES = (dict(type='MultiLabelBCELoss', loss_weight=1.0),
@@ -218,7 +220,10 @@ class MultiLabelHead(BaseModule):
         """Losses and ``dice_seg`` of ``(N, C, h, w)`` logits.
 
         Args:
-            seg_logits (Tensor): ``(N, C, h, w)`` logits.
+            seg_logits (Tensor | list[Tensor]): ``(N, C, h, w)`` logits,
+                or ``[main, aux_1, ...]`` of an inner head with deep
+                supervision (``aux{i}_`` losses, times the inner head's
+                ``deep_supervision_weights``).
             batch_data_samples (list[SegDataSample]): With unpacked
                 ``(C, H, W)`` uint8 ``gt_sem_seg``.
 
@@ -226,6 +231,15 @@ class MultiLabelHead(BaseModule):
             dict[str, Tensor]: One entry per ``loss_name`` and ``dice_seg``.
         """
         seg_label = self.stack_targets(batch_data_samples)
+        # an inner head with deep supervision returns [main, aux...] in
+        # training (see deep_supervision.py): aux{i}_loss_* are added
+        return deep_supervision_losses(
+            lambda logits: self._loss_single(logits, seg_label), seg_logits,
+            getattr(self.head, 'deep_supervision_weights', None))
+
+    def _loss_single(self, seg_logits: Tensor,
+                     seg_label: Tensor) -> Dict[str, Tensor]:
+        """Losses and ``dice_seg`` of one ``(N, C, h, w)`` logits tensor."""
         seg_logits = resize(
             input=seg_logits,
             size=seg_label.shape[2:],

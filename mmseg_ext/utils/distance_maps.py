@@ -25,12 +25,17 @@ full-image EDT. ``max_distance=None`` computes ``d_out`` on the whole map
 (Kervadec's unclipped maps).
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import edt
 import numpy as np
 
-__all__ = ['signed_distance_map', 'signed_distance_maps']
+from .multilabel import VALID_BIT, class_bit, num_packed_channels
+
+__all__ = [
+    'signed_distance_map', 'signed_distance_maps',
+    'packed_signed_distance_maps'
+]
 
 
 def _edt(mask: np.ndarray) -> np.ndarray:
@@ -94,6 +99,44 @@ def signed_distance_map(mask: np.ndarray,
     return out
 
 
+def _fill_maps(out: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+               get_mask: Callable[[int, Tuple[slice, slice]], np.ndarray],
+               max_distance: Optional[float],
+               classes: Iterable[int]) -> None:
+    """Write the map of each class into ``out`` from its box only.
+
+    ``rows`` / ``cols`` are ``(C, H)`` / ``(C, W)`` bool presence of each
+    class per row / column; ``get_mask(c, box)`` returns the class mask in
+    ``box``. With ``max_distance`` only the bounding box grown by
+    ``max_distance + 1`` is computed (the rest is ``max_distance``: exact,
+    see the module docstring).
+    """
+    shape = out.shape[1:]
+    margin = None if max_distance is None else \
+        int(math.ceil(max_distance)) + 1
+    for c in classes:
+        r = np.flatnonzero(rows[c])
+        if r.size == 0:
+            continue  # empty class: 0
+        q = np.flatnonzero(cols[c])
+        box = (slice(None), slice(None)) if margin is None else \
+            _grown_box(r, q, margin, shape)
+        if margin is not None:
+            out[c].fill(max_distance)
+        out[c][box] = signed_distance_map(get_mask(c, box), max_distance)
+
+
+def _zero_invalid(out: np.ndarray, valid: Optional[np.ndarray]) -> None:
+    if valid is None:
+        return
+    if valid.ndim == 2:
+        invalid = np.flatnonzero(~valid)
+        if invalid.size:
+            out.reshape(out.shape[0], -1)[:, invalid] = 0
+    else:
+        out[~valid] = 0
+
+
 def signed_distance_maps(masks: np.ndarray,
                          valid: Optional[np.ndarray] = None,
                          max_distance: Optional[float] = None,
@@ -104,10 +147,10 @@ def signed_distance_maps(masks: np.ndarray,
 
     Args:
         masks (np.ndarray): ``(C, H, W)`` bool masks (class pixels may
-            overlap: multi-label), False on ignored pixels.
+            overlap: multi-label).
         valid (np.ndarray, optional): ``(H, W)`` or ``(C, H, W)`` bool,
-            False on ignored pixels (their distance is 0). Defaults to None
-            (all valid).
+            False on ignored pixels (their distance is 0, and they count
+            as outside ``G`` for the others). Defaults to None (all valid).
         max_distance (float, optional): See :func:`signed_distance_map`.
         dtype: Output dtype. Defaults to float16 (integer distances are
             exact up to 2048; half the memory of float32 per sample).
@@ -118,12 +161,57 @@ def signed_distance_maps(masks: np.ndarray,
         np.ndarray: ``(C, H, W)`` maps.
     """
     masks = np.asarray(masks, dtype=bool)
-    out = np.zeros(masks.shape, dtype=dtype)
-    work = np.empty(masks.shape[1:], dtype=np.float32)
-    for c in range(masks.shape[0]) if classes is None else classes:
-        mask = masks[c] if valid is None else masks[c] & (
-            valid if valid.ndim == 2 else valid[c])
-        out[c] = signed_distance_map(mask, max_distance, out=work)
     if valid is not None:
-        out[~np.broadcast_to(valid, masks.shape)] = 0
+        masks = masks & valid
+    out = np.zeros(masks.shape, dtype=dtype)
+    _fill_maps(out, masks.any(axis=2), masks.any(axis=1),
+               lambda c, box: masks[c][box], max_distance,
+               range(masks.shape[0]) if classes is None else classes)
+    _zero_invalid(out, valid)
+    return out
+
+
+def packed_signed_distance_maps(packed: np.ndarray,
+                                num_classes: int,
+                                max_distance: Optional[float] = None,
+                                dtype=np.float16) -> np.ndarray:
+    """:func:`signed_distance_maps` of a packed multi-label map.
+
+    Reads the class bits of each class only inside its box (the boxes come
+    from one OR-reduction of each packed channel over rows and columns), so
+    with ``max_distance`` a 1024² crop of 29 small bones never unpacks a
+    full-size mask.
+
+    Args:
+        packed (np.ndarray): ``(H, W, K)`` uint16 map of
+            :mod:`mmseg_ext.utils.multilabel` (extra zero channels
+            allowed; ``(H, W)`` for ``K = 1``).
+        num_classes (int): ``C``.
+        max_distance (float, optional): See :func:`signed_distance_map`.
+        dtype: Output dtype. Defaults to float16.
+
+    Returns:
+        np.ndarray: ``(C, H, W)`` maps, 0 on ignored (valid bit clear)
+        pixels.
+    """
+    if packed.ndim == 2:
+        packed = packed[..., None]
+    k = num_packed_channels(num_classes)
+    row_bits = [np.bitwise_or.reduce(packed[..., ch], axis=1)
+                for ch in range(k)]
+    col_bits = [np.bitwise_or.reduce(packed[..., ch], axis=0)
+                for ch in range(k)]
+    bits = [class_bit(c) for c in range(num_classes)]
+    rows = np.stack([(row_bits[ch] >> b) & 1 for ch, b in bits]).astype(bool)
+    cols = np.stack([(col_bits[ch] >> b) & 1 for ch, b in bits]).astype(bool)
+
+    def get_mask(c, box):
+        ch, b = bits[c]
+        return ((packed[box + (ch, )] >> b) & 1).astype(bool)
+
+    out = np.zeros((num_classes, ) + packed.shape[:2], dtype=dtype)
+    _fill_maps(out, rows, cols, get_mask, max_distance, range(num_classes))
+    last = packed[..., k - 1]
+    valid = (last >> VALID_BIT).astype(bool)
+    _zero_invalid(out, valid)
     return out

@@ -14,9 +14,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-from mmseg_ext.utils.distance_maps import signed_distance_maps
-from mmseg_ext.utils.multilabel import (VALID_BIT, class_bit,
-                                        num_packed_channels)
+from mmseg_ext.utils.distance_maps import packed_signed_distance_maps
+from mmseg_ext.utils.multilabel import num_packed_channels
 
 __all__ = ['GenerateDistanceMaps']
 
@@ -96,32 +95,20 @@ class GenerateDistanceMaps(BaseTransform):
                 f"but got none for {results.get('seg_map_path')!r}")
         return int(num)
 
-    def masks(self, results: dict):
-        """``(C, H, W)`` bool class masks and ``(H, W)`` valid mask."""
-        gt = np.asarray(results['gt_seg_map'])
-        num = self._num_classes(results)
-        where = results.get('seg_map_path')
-        if gt.ndim == 2:
-            gt = gt[..., None]
-        k = num_packed_channels(num)
-        if gt.dtype != np.uint16 or gt.ndim != 3 or gt.shape[-1] < k:
-            raise ValueError(
-                'GenerateDistanceMaps needs a packed '
-                f'(H, W, K={k}) uint16 map of C={num} classes, but got '
-                f'{gt.shape} {gt.dtype} for {where!r}')
-        valid = (gt[..., k - 1] >> VALID_BIT).astype(bool)
-        masks = np.empty((num, ) + gt.shape[:2], dtype=bool)
-        for c in range(num):
-            ch, bit = class_bit(c)
-            np.bitwise_and(gt[..., ch] >> bit, 1, out=masks[c],
-                           casting='unsafe')
-        return masks, valid
-
     def transform(self, results: dict) -> dict:
         """Add ``gt_dist_map``; see the class docstring."""
-        masks, valid = self.masks(results)
-        results['gt_dist_map'] = signed_distance_maps(
-            masks, valid, self.max_distance)
+        gt = np.asarray(results['gt_seg_map'])
+        num = self._num_classes(results)
+        k = num_packed_channels(num)
+        if gt.dtype != np.uint16 or gt.ndim not in (2, 3) or (
+                gt.ndim == 3 and gt.shape[-1] < k) or (gt.ndim == 2
+                                                       and k != 1):
+            raise ValueError(
+                'GenerateDistanceMaps needs a packed (H, W, K='
+                f'{k}) uint16 map of C={num} classes, but got {gt.shape} '
+                f"{gt.dtype} for {results.get('seg_map_path')!r}")
+        results['gt_dist_map'] = packed_signed_distance_maps(
+            gt, num, self.max_distance)
         return results
 
     def __repr__(self) -> str:

@@ -57,6 +57,8 @@ def _no_pretrained(model_cfg):
         backbone.init_cfg = None
     if backbone.type == 'TIMMBackbone':
         backbone.pretrained = False
+    if backbone.type == 'SingleChannelBackbone':
+        backbone.checkpoint = None
     return model_cfg
 
 
@@ -151,10 +153,11 @@ def test_config_fields(path):
     assert cfg.val_dataloader.dataset.split == 'val'
     assert cfg.val_evaluator.type == 'MultiLabelDiceMetric'
     pipeline = [t.type for t in train.pipeline]
+    grey = '_1ch_' in osp.basename(path)
     assert pipeline == [
         'LoadImageFromFile', 'LoadMultiLabelAnnotations', 'RandomResize',
-        'RandomCrop', 'RandomFlip', 'Albu', 'PackMultiLabelSegInputs'
-    ]
+        'RandomCrop', 'RandomFlip', 'Albu'
+    ] + (['RGB2Gray'] if grey else []) + ['PackMultiLabelSegInputs']
     assert tuple(train.pipeline[3].crop_size) == crop
     # optimiser and schedule
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
@@ -169,8 +172,23 @@ def test_config_fields(path):
         assert _model_key(parent) == _model_key(cfg)
     else:
         assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # 1-channel X-ray variants: grey loading, 1-channel normalisation
+    for p in (train.pipeline[0], cfg.val_dataloader.dataset.pipeline[0]):
+        assert p.get('color_type', 'color') == ('grayscale' if grey
+                                                else 'color')
+    if grey:
+        pre = model.data_preprocessor
+        assert pre.mean == [114.5] and pre.std == [57.6]
+        assert pre.bgr_to_rgb is False
+        parent = _load(path.replace('_1ch', ''))
+        assert parent.model.decode_head == model.decode_head
     # real pretrained weights for users (UNet trains from scratch)
     backbone = model.backbone
+    if backbone.type == 'SingleChannelBackbone':
+        assert grey and backbone.checkpoint.startswith(PRETRAINED_URL)
+        backbone = backbone.backbone  # its init_cfg is dropped
+    elif grey:
+        assert backbone.type == 'TIMMBackbone' and backbone.in_channels == 1
     if backbone.type == 'TIMMBackbone':
         assert backbone.pretrained is True
         assert backbone.model_name == match['backbone'].replace(
@@ -204,6 +222,9 @@ ZOO_NETWORKS = [
     'unet/unet_hrnet-w32_1xb2-20k_handbone-1024x1024.py',
     'segformer/segformer_mit-b4_1xb2-20k_handbone-1024x1024.py',
     'upernet/upernet_convnext-xl_1xb2-20k_handbone-1024x1024.py',
+    'unet/unet_hrnet-w32_1ch_1xb2-20k_handbone-1024x1024.py',
+    'unetplusplus/unetplusplus_efficientnet-b3_1ch_1xb2-20k_handbone-'
+    '1024x1024.py',
 ]
 # Feature channels of the real backbones (timm 1.0 ``feature_info`` at the
 # configs' out_indices; HRNet's last stage; MiT's embed_dims x heads).
@@ -216,6 +237,8 @@ TIMM_CHANNELS = {
 
 
 def _backbone_channels(backbone):
+    if backbone.type == 'SingleChannelBackbone':
+        backbone = backbone.backbone
     if backbone.type == 'TIMMBackbone':
         return TIMM_CHANNELS[backbone.model_name]
     if backbone.type == 'HRNet':
@@ -290,6 +313,8 @@ def _scale_sizes(node, factor):
 
 def _shrink_model(model):
     backbone = model.backbone
+    if backbone.type == 'SingleChannelBackbone':
+        backbone = backbone.backbone
     head, aux = model.decode_head.head, model.get('auxiliary_head')
     if backbone.type == 'SwinTransformer':
         backbone.update(embed_dims=8, depths=[1, 1, 1, 1],
@@ -348,7 +373,8 @@ FAMILIES = [
     'unetplusplus/unetplusplus_efficientnet-b3_1xb2-20k_handbone-'
     '1024x1024.py',
     'unet3plus/unet3plus_resnet34_1xb2-20k_handbone-1024x1024.py',
-    'unet/unet_hrnet-w32_1xb2-20k_handbone-1024x1024.py',
+    # HRNet + UNetHead, on 1-channel input (grey loading, stem summed)
+    'unet/unet_hrnet-w32_1ch_1xb2-20k_handbone-1024x1024.py',
     'upernet/upernet_convnext-xl_1xb2-20k_handbone-1024x1024.py',
 ]
 

@@ -75,6 +75,13 @@ class MultiLabelHead(BaseModule):
     (:func:`multilabel_dice` at ``threshold``, ignored pixels excluded)
     instead of ``acc_seg``. ``num_classes=1`` is the binary head.
 
+    An inner head with deep supervision (:class:`UNetPlusPlusHead`,
+    :class:`UNet3PlusHead`) returns ``[main, aux_1, ...]`` in training; each
+    auxiliary output gets the same losses, as ``aux{i}_loss_*`` times the
+    inner head's ``deep_supervision_weights``. Samples with ``gt_dist_map``
+    (:class:`GenerateDistanceMaps`) have it passed as ``dist_map`` to the
+    losses with ``uses_dist_map`` (:class:`DistanceBoundaryLoss`).
+
     Usable as ``decode_head`` and as ``auxiliary_head`` (alone or in a list)
     of MMSeg's ``EncoderDecoder``; the inference sigmoid and thresholding
     live in :class:`MultiLabelEncoderDecoder`. It exposes what MMSeg's

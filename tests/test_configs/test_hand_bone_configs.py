@@ -370,8 +370,7 @@ FAMILIES = [
     'unet/unet-s5-d16_fcn_1xb4-20k_handbone2048-512x512.py',
     'deeplabv3plus/deeplabv3plus_efficientnet-b3_1xb4-20k_handbone-'
     '1024x1024.py',
-    'unetplusplus/unetplusplus_efficientnet-b3_1xb2-20k_handbone-'
-    '1024x1024.py',
+    # (UNet++ EfficientNet: test_boundary_loss_trains_on_pipeline_maps)
     'unet3plus/unet3plus_resnet34_1xb2-20k_handbone-1024x1024.py',
     # HRNet + UNetHead, on 1-channel input (grey loading, stem summed)
     'unet/unet_hrnet-w32_1ch_1xb2-20k_handbone-1024x1024.py',
@@ -382,6 +381,57 @@ FAMILIES = [
 @pytest.mark.parametrize('name', FAMILIES)
 def test_shrunk_family_trains_and_validates(name, hand_bone_root, tmp_path,
                                             no_yapf):
+    runner = Runner.from_cfg(_shrunk_cfg(name, hand_bone_root, tmp_path))
+    runner.train()
+    scalars = runner.message_hub.log_scalars
+    assert np.isfinite(scalars['train/loss'].current())
+    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
+    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+
+
+def test_boundary_loss_trains_on_pipeline_maps(hand_bone_root, tmp_path,
+                                               no_yapf, monkeypatch):
+    """The UNet++ family (deep supervision) trains and validates, with
+    GenerateDistanceMaps in the pipeline, DistanceBoundaryLoss on the maps
+    it packs (the loss's own fallback is disabled) and LossScheduleHook."""
+    from mmseg_ext.models.losses import DistanceBoundaryLoss
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError('the maps should come from the pipeline')
+
+    monkeypatch.setattr(DistanceBoundaryLoss, 'distance_maps', no_fallback)
+    cfg = _shrunk_cfg(
+        'unetplusplus/unetplusplus_efficientnet-b3_1xb2-20k_handbone-'
+        '1024x1024.py', hand_bone_root, tmp_path)
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    pipeline.insert(len(pipeline) - 1,
+                    dict(type='GenerateDistanceMaps', max_distance=8))
+    cfg.model.decode_head.loss_decode = [
+        dict(type='MultiLabelBCELoss'),
+        dict(type='DistanceBoundaryLoss',
+             region_loss=dict(type='SoftDiceLoss', mode='multilabel'),
+             schedule=dict(type='linear', begin=0, end=2, start=0.0,
+                           stop=0.5))
+    ]
+    cfg.custom_hooks = list(cfg.custom_hooks) + [
+        dict(type='LossScheduleHook')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    loss = runner.model.decode_head.loss_decode[1]
+    assert loss.iteration == 1  # the last of 2 iterations, 0-based
+    assert loss.boundary_weight == pytest.approx(0.25)
+    assert loss.region_loss.class_weight is not None  # ClassWeightHook
+    scalars = runner.message_hub.log_scalars
+    for key in ('train/decode.loss_boundary',
+                'train/decode.aux1_loss_boundary',
+                'train/decode.aux3_loss_ml_bce'):
+        assert np.isfinite(scalars[key].current()), key
+    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
+    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+
+
+def _shrunk_cfg(name, hand_bone_root, tmp_path):
+    """A family's config at 64x64 on the generated data, 2 iterations."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
     crop = cfg.model.data_preprocessor.size[0]
     factor = 64 / crop  # 64x64 training crops; the images are 128x128
@@ -403,12 +453,7 @@ def test_shrunk_family_trains_and_validates(name, hand_bone_root, tmp_path,
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path)
     cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    scalars = runner.message_hub.log_scalars
-    assert np.isfinite(scalars['train/loss'].current())
-    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
-    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+    return cfg
 
 
 # --- augmentations ----------------------------------------------------------

@@ -40,7 +40,7 @@ NAME_RE = re.compile(r'^(?P<algo>[a-z0-9-]+)_(?P<backbone>[a-z0-9-]+)_'
                      r'(?:[a-z0-9-]+_)?1xb\d+(?P<amp>-amp)?-20k_'
                      r'handbone(?P<full>2048)?-(?P<h>\d+)x(?P<w>\d+)\.py$')
 C = 29
-PRETRAINED_URL = 'https://download.openmmlab.com/mmsegmentation/'
+PRETRAINED_URL = 'https://download.openmmlab.com/'
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,6 +57,8 @@ def _no_pretrained(model_cfg):
         backbone.init_cfg = None
     if backbone.type == 'TIMMBackbone':
         backbone.pretrained = False
+    if backbone.type == 'SingleChannelBackbone':
+        backbone.checkpoint = None
     return model_cfg
 
 
@@ -96,11 +98,16 @@ def test_configs_found_and_named():
             '{algo}_{backbone}_{N}xb{M}-{iters}k_{dataset}-{H}x{W}.py'
         families.add(match['algo'])
     assert families == {'upernet', 'segformer', 'unet-s5-d16',
-                        'deeplabv3plus'}
+                        'deeplabv3plus', 'unetplusplus', 'unet3plus', 'unet'}
     names = ' '.join(osp.basename(p) for p in CONFIGS)
     for needed in ('handbone-512x512', 'handbone-1024x1024',
                    'handbone-2048x2048', 'handbone2048-1024x1024', '-amp-',
-                   'mit-b0', 'mit-b3', 'swin-t', 'efficientnet-b3'):
+                   'mit-b0', 'mit-b3', 'swin-t', 'efficientnet-b3',
+                   'unetplusplus_efficientnet-b3',
+                   'unetplusplus_efficientnet-b4',
+                   'unet3plus_resnet34', 'unet_hrnet-w32',
+                   'unetplusplus_hrnet-w48', 'segformer_mit-b4',
+                   'upernet_convnext-xl'):
         assert needed in names
 
 
@@ -125,7 +132,12 @@ def test_config_fields(path):
         assert head.type == 'MultiLabelHead'
         assert head.head.num_classes == C
         losses = {loss.type: loss for loss in head.loss_decode}
-        assert set(losses) == {'MultiLabelBCELoss', 'SoftDiceLoss'}
+        if head.head.type == 'UNet3PlusHead':  # the team's Focal + Dice
+            assert set(losses) == {'MultiLabelFocalLoss', 'SoftDiceLoss'}
+            assert losses['MultiLabelFocalLoss'].loss_weight == 0.4
+            assert losses['SoftDiceLoss'].loss_weight == 0.6
+        else:
+            assert set(losses) == {'MultiLabelBCELoss', 'SoftDiceLoss'}
         assert losses['SoftDiceLoss'].mode == 'multilabel'
     assert model.test_cfg.flip is True
     if match['full']:  # full resolution: sliding window over 2048
@@ -141,10 +153,11 @@ def test_config_fields(path):
     assert cfg.val_dataloader.dataset.split == 'val'
     assert cfg.val_evaluator.type == 'MultiLabelDiceMetric'
     pipeline = [t.type for t in train.pipeline]
+    grey = '_1ch_' in osp.basename(path)
     assert pipeline == [
         'LoadImageFromFile', 'LoadMultiLabelAnnotations', 'RandomResize',
-        'RandomCrop', 'RandomFlip', 'Albu', 'PackMultiLabelSegInputs'
-    ]
+        'RandomCrop', 'RandomFlip', 'Albu'
+    ] + (['RGB2Gray'] if grey else []) + ['PackMultiLabelSegInputs']
     assert tuple(train.pipeline[3].crop_size) == crop
     # optimiser and schedule
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
@@ -159,13 +172,30 @@ def test_config_fields(path):
         assert _model_key(parent) == _model_key(cfg)
     else:
         assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # 1-channel X-ray variants: grey loading, 1-channel normalisation
+    for p in (train.pipeline[0], cfg.val_dataloader.dataset.pipeline[0]):
+        assert p.get('color_type', 'color') == ('grayscale' if grey
+                                                else 'color')
+    if grey:
+        pre = model.data_preprocessor
+        assert pre.mean == [114.5] and pre.std == [57.6]
+        assert pre.bgr_to_rgb is False
+        parent = _load(path.replace('_1ch', ''))
+        assert parent.model.decode_head == model.decode_head
     # real pretrained weights for users (UNet trains from scratch)
     backbone = model.backbone
+    if backbone.type == 'SingleChannelBackbone':
+        assert grey and backbone.checkpoint.startswith(PRETRAINED_URL)
+        backbone = backbone.backbone  # its init_cfg is dropped
+    elif grey:
+        assert backbone.type == 'TIMMBackbone' and backbone.in_channels == 1
     if backbone.type == 'TIMMBackbone':
         assert backbone.pretrained is True
-        assert backbone.model_name == 'efficientnet_b3'
+        assert backbone.model_name == match['backbone'].replace(
+            '-', '_').replace('convnext_xl', 'convnext_xlarge')
     elif backbone.type != 'UNet':
         assert backbone.init_cfg.checkpoint.startswith(PRETRAINED_URL)
+        assert not model.get('pretrained')
 
 
 # One config per distinct network; the others differ from one of these only
@@ -178,11 +208,63 @@ NETWORKS = [
     'unet/unet-s5-d16_fcn_1xb4-20k_handbone-512x512.py',
     'upernet/upernet_swin-t_1xb2-20k_handbone-1024x1024.py',
 ]
+# The zoo's large networks (HRNet-W48, MiT-B4, ConvNeXt-XL ... cost minutes
+# on CI's CPUs at their real size): their head widths are checked against
+# the backbones' real channels below; their code paths train shrunk in
+# test_shrunk_family_trains_and_validates.
+ZOO_NETWORKS = [
+    'unetplusplus/unetplusplus_efficientnet-b3_1xb2-20k_handbone-'
+    '1024x1024.py',
+    'unetplusplus/unetplusplus_efficientnet-b4_1xb2-20k_handbone-'
+    '1024x1024.py',
+    'unetplusplus/unetplusplus_hrnet-w48_1xb2-20k_handbone-1024x1024.py',
+    'unet3plus/unet3plus_resnet34_1xb2-20k_handbone-1024x1024.py',
+    'unet/unet_hrnet-w32_1xb2-20k_handbone-1024x1024.py',
+    'segformer/segformer_mit-b4_1xb2-20k_handbone-1024x1024.py',
+    'upernet/upernet_convnext-xl_1xb2-20k_handbone-1024x1024.py',
+    'unet/unet_hrnet-w32_1ch_1xb2-20k_handbone-1024x1024.py',
+    'unetplusplus/unetplusplus_efficientnet-b3_1ch_1xb2-20k_handbone-'
+    '1024x1024.py',
+]
+# Feature channels of the real backbones (timm 1.0 ``feature_info`` at the
+# configs' out_indices; HRNet's last stage; MiT's embed_dims x heads).
+TIMM_CHANNELS = {
+    'efficientnet_b3': [24, 32, 48, 136, 384],
+    'efficientnet_b4': [24, 32, 56, 160, 448],
+    'resnet34': [64, 64, 128, 256, 512],
+    'convnext_xlarge': [256, 512, 1024, 2048],
+}
+
+
+def _backbone_channels(backbone):
+    if backbone.type == 'SingleChannelBackbone':
+        backbone = backbone.backbone
+    if backbone.type == 'TIMMBackbone':
+        return TIMM_CHANNELS[backbone.model_name]
+    if backbone.type == 'HRNet':
+        return list(backbone.extra.stage4.num_channels)
+    assert backbone.type == 'MixVisionTransformer'
+    return [backbone.embed_dims * h for h in backbone.num_heads]
+
+
+@pytest.mark.parametrize('name', ZOO_NETWORKS)
+def test_zoo_head_widths_fit_the_backbone(name):
+    model = _load(osp.join(ROOT, 'configs', name)).model
+    channels = _backbone_channels(model.backbone)
+    head = model.decode_head.head
+    assert list(head.in_channels) == channels
+    if model.get('auxiliary_head'):
+        aux = model.auxiliary_head.head
+        assert aux.in_channels == channels[aux.in_index]
+    if head.type in ('UNetPlusPlusHead', 'UNet3PlusHead'):
+        assert head.deep_supervision == 0.25
+        assert not model.get('auxiliary_head')
 
 
 def test_networks_cover_every_config():
-    keys = {_model_key(_load(osp.join(ROOT, 'configs', n))) for n in NETWORKS}
-    assert len(keys) == len(NETWORKS)
+    keys = {_model_key(_load(osp.join(ROOT, 'configs', n)))
+            for n in NETWORKS + ZOO_NETWORKS}
+    assert len(keys) == len(NETWORKS + ZOO_NETWORKS)
     for path in CONFIGS:
         assert _model_key(_load(path)) in keys, path
 
@@ -231,6 +313,8 @@ def _scale_sizes(node, factor):
 
 def _shrink_model(model):
     backbone = model.backbone
+    if backbone.type == 'SingleChannelBackbone':
+        backbone = backbone.backbone
     head, aux = model.decode_head.head, model.get('auxiliary_head')
     if backbone.type == 'SwinTransformer':
         backbone.update(embed_dims=8, depths=[1, 1, 1, 1],
@@ -247,12 +331,35 @@ def _shrink_model(model):
         backbone.update(base_channels=4)
         head.update(in_channels=4, channels=4)
         aux.head.update(in_channels=8, channels=4)
+    elif backbone.type == 'TIMMBackbone' and head.type == 'UPerHead':
+        # ConvNeXt-XL -> the smallest ConvNeXt
+        backbone.update(model_name='convnext_atto', drop_path_rate=0.0)
+        head.update(in_channels=[40, 80, 160, 320], channels=8,
+                    pool_scales=(1, 2))
+        aux.head.update(in_channels=160, channels=8)
+    elif backbone.type == 'TIMMBackbone' and head.type == 'UNet3PlusHead':
+        backbone.update(model_name='resnet18')  # ResNet-34's channels
+        head.update(cat_channels=4)
+    elif backbone.type == 'TIMMBackbone' and \
+            head.type == 'UNetPlusPlusHead':
+        backbone.update(model_name='efficientnet_b0', drop_path_rate=0.0)
+        head.update(in_channels=[16, 24, 40, 112, 320],
+                    decoder_channels=(4, 4, 8, 8))
     elif backbone.type == 'TIMMBackbone':
         # the same timm family, its smallest member
         backbone.update(model_name='efficientnet_b0', drop_path_rate=0.0)
         head.update(in_channels=320, c1_in_channels=24, channels=16,
                     c1_channels=8)
         aux.head.update(in_channels=112, channels=8)
+    elif backbone.type == 'HRNet':
+        channels = (4, 8, 16, 32)
+        backbone.extra.stage1.update(num_blocks=(1, ), num_channels=(4, ))
+        for i, stage in enumerate(('stage2', 'stage3', 'stage4'), 2):
+            backbone.extra[stage].update(num_modules=1,
+                                         num_blocks=(1, ) * i,
+                                         num_channels=channels[:i])
+        head.update(in_channels=list(channels),
+                    decoder_channels=(8, ) * len(head.decoder_channels))
     else:
         raise AssertionError(f'unknown backbone {backbone.type}')
 
@@ -263,12 +370,68 @@ FAMILIES = [
     'unet/unet-s5-d16_fcn_1xb4-20k_handbone2048-512x512.py',
     'deeplabv3plus/deeplabv3plus_efficientnet-b3_1xb4-20k_handbone-'
     '1024x1024.py',
+    # (UNet++ EfficientNet: test_boundary_loss_trains_on_pipeline_maps)
+    'unet3plus/unet3plus_resnet34_1xb2-20k_handbone-1024x1024.py',
+    # HRNet + UNetHead, on 1-channel input (grey loading, stem summed)
+    'unet/unet_hrnet-w32_1ch_1xb2-20k_handbone-1024x1024.py',
+    'upernet/upernet_convnext-xl_1xb2-20k_handbone-1024x1024.py',
 ]
 
 
 @pytest.mark.parametrize('name', FAMILIES)
 def test_shrunk_family_trains_and_validates(name, hand_bone_root, tmp_path,
                                             no_yapf):
+    runner = Runner.from_cfg(_shrunk_cfg(name, hand_bone_root, tmp_path))
+    runner.train()
+    scalars = runner.message_hub.log_scalars
+    assert np.isfinite(scalars['train/loss'].current())
+    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
+    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+
+
+def test_boundary_loss_trains_on_pipeline_maps(hand_bone_root, tmp_path,
+                                               no_yapf, monkeypatch):
+    """The UNet++ family (deep supervision) trains and validates, with
+    GenerateDistanceMaps in the pipeline, DistanceBoundaryLoss on the maps
+    it packs (the loss's own fallback is disabled) and LossScheduleHook."""
+    from mmseg_ext.models.losses import DistanceBoundaryLoss
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError('the maps should come from the pipeline')
+
+    monkeypatch.setattr(DistanceBoundaryLoss, 'distance_maps', no_fallback)
+    cfg = _shrunk_cfg(
+        'unetplusplus/unetplusplus_efficientnet-b3_1xb2-20k_handbone-'
+        '1024x1024.py', hand_bone_root, tmp_path)
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    pipeline.insert(len(pipeline) - 1,
+                    dict(type='GenerateDistanceMaps', max_distance=8))
+    cfg.model.decode_head.loss_decode = [
+        dict(type='MultiLabelBCELoss'),
+        dict(type='DistanceBoundaryLoss',
+             region_loss=dict(type='SoftDiceLoss', mode='multilabel'),
+             schedule=dict(type='linear', begin=0, end=2, start=0.0,
+                           stop=0.5))
+    ]
+    cfg.custom_hooks = list(cfg.custom_hooks) + [
+        dict(type='LossScheduleHook')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    loss = runner.model.decode_head.loss_decode[1]
+    assert loss.iteration == 1  # the last of 2 iterations, 0-based
+    assert loss.boundary_weight == pytest.approx(0.25)
+    assert loss.region_loss.class_weight is not None  # ClassWeightHook
+    scalars = runner.message_hub.log_scalars
+    for key in ('train/decode.loss_boundary',
+                'train/decode.aux1_loss_boundary',
+                'train/decode.aux3_loss_ml_bce'):
+        assert np.isfinite(scalars[key].current()), key
+    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
+    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+
+
+def _shrunk_cfg(name, hand_bone_root, tmp_path):
+    """A family's config at 64x64 on the generated data, 2 iterations."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
     crop = cfg.model.data_preprocessor.size[0]
     factor = 64 / crop  # 64x64 training crops; the images are 128x128
@@ -290,12 +453,7 @@ def test_shrunk_family_trains_and_validates(name, hand_bone_root, tmp_path,
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path)
     cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    scalars = runner.message_hub.log_scalars
-    assert np.isfinite(scalars['train/loss'].current())
-    assert 0.0 <= scalars['val/mDice'].current() <= 1.0
-    assert glob.glob(osp.join(str(tmp_path), 'best_mDice_iter_2.pth'))
+    return cfg
 
 
 # --- augmentations ----------------------------------------------------------

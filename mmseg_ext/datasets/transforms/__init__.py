@@ -3,3 +3,4 @@ from .annotation_loaders import *  # noqa: F401,F403
 from .building_transforms import *  # noqa: F401,F403
 from .multilabel_transforms import *  # noqa: F401,F403
 from .brats_transforms import *  # noqa: F401,F403
+from .distance_map_transforms import *  # noqa: F401,F403

@@ -301,7 +301,8 @@ class PackMultiLabelSegInputs(PackSegInputs):
 
     - inputs (torch.Tensor): ``(3, H, W)`` image.
     - data_samples (SegDataSample): with ``gt_sem_seg`` and the meta keys,
-      including ``num_classes`` when known.
+      including ``num_classes`` when known; ``gt_dist_map`` (``(C, H, W)``)
+      when ``results`` has one (:class:`GenerateDistanceMaps`).
 
     Args:
         num_classes (int, optional): ``C``; checks the channel count and is
@@ -334,6 +335,10 @@ class PackMultiLabelSegInputs(PackSegInputs):
         if gt is not None:
             packed_results['data_samples'].gt_sem_seg = PixelData(
                 data=self.to_packed_tensor(gt, results))
+        if results.get('gt_dist_map') is not None:  # GenerateDistanceMaps
+            packed_results['data_samples'].gt_dist_map = PixelData(
+                data=torch.from_numpy(np.ascontiguousarray(
+                    results['gt_dist_map'])))
         return packed_results
 
     def to_packed_tensor(self, gt: np.ndarray,

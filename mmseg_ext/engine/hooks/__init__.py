@@ -6,10 +6,11 @@ from mmseg_ext.datasets.pixel_counters import (
     RLEPixelCounter, build_counter, count_dataset_pixels, read_label_map,
     resolve_counter, unwrap_dataset)
 from .class_weight_hook import ClassWeightHook, iter_head_losses
+from .loss_schedule_hook import LossScheduleHook
 
 __all__ = [
     'ClassWeightHook', 'iter_head_losses', 'PixelCounter',
     'LabelMapPixelCounter', 'build_counter', 'count_dataset_pixels',
     'read_label_map', 'resolve_counter', 'unwrap_dataset',
-    'PackedLabelPixelCounter', 'RLEPixelCounter'
+    'PackedLabelPixelCounter', 'RLEPixelCounter', 'LossScheduleHook'
 ]

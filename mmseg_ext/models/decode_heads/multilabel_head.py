@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
@@ -14,6 +15,8 @@ from mmseg.utils import ConfigType, SampleList
 from torch import Tensor
 
 from mmseg_ext.utils.dice import dice_from_counts
+
+from .deep_supervision import deep_supervision_losses
 
 __all__ = ['MultiLabelHead', 'multilabel_dice']
 
@@ -71,6 +74,13 @@ class MultiLabelHead(BaseModule):
     (losses with the same ``loss_name`` are summed), and logs ``dice_seg``
     (:func:`multilabel_dice` at ``threshold``, ignored pixels excluded)
     instead of ``acc_seg``. ``num_classes=1`` is the binary head.
+
+    An inner head with deep supervision (:class:`UNetPlusPlusHead`,
+    :class:`UNet3PlusHead`) returns ``[main, aux_1, ...]`` in training; each
+    auxiliary output gets the same losses, as ``aux{i}_loss_*`` times the
+    inner head's ``deep_supervision_weights``. Samples with ``gt_dist_map``
+    (:class:`GenerateDistanceMaps`) have it passed as ``dist_map`` to the
+    losses with ``uses_dist_map`` (:class:`DistanceBoundaryLoss`).
 
     Usable as ``decode_head`` and as ``auxiliary_head`` (alone or in a list)
     of MMSeg's ``EncoderDecoder``; the inference sigmoid and thresholding
@@ -218,7 +228,10 @@ class MultiLabelHead(BaseModule):
         """Losses and ``dice_seg`` of ``(N, C, h, w)`` logits.
 
         Args:
-            seg_logits (Tensor): ``(N, C, h, w)`` logits.
+            seg_logits (Tensor | list[Tensor]): ``(N, C, h, w)`` logits,
+                or ``[main, aux_1, ...]`` of an inner head with deep
+                supervision (``aux{i}_`` losses, times the inner head's
+                ``deep_supervision_weights``).
             batch_data_samples (list[SegDataSample]): With unpacked
                 ``(C, H, W)`` uint8 ``gt_sem_seg``.
 
@@ -226,6 +239,34 @@ class MultiLabelHead(BaseModule):
             dict[str, Tensor]: One entry per ``loss_name`` and ``dice_seg``.
         """
         seg_label = self.stack_targets(batch_data_samples)
+        dist_map = self.stack_dist_maps(batch_data_samples, seg_label)
+        # an inner head with deep supervision returns [main, aux...] in
+        # training (see deep_supervision.py): aux{i}_loss_* are added
+        return deep_supervision_losses(
+            lambda logits: self._loss_single(logits, seg_label, dist_map),
+            seg_logits, getattr(self.head, 'deep_supervision_weights', None))
+
+    @staticmethod
+    def stack_dist_maps(batch_data_samples: SampleList,
+                        seg_label: Tensor) -> Optional[Tensor]:
+        """``(N, C, H, W)`` ``gt_dist_map`` of the batch (0 on the padding
+        ``stack_batch`` added to the targets), or None if a sample has
+        none (see :class:`GenerateDistanceMaps`)."""
+        if not all('gt_dist_map' in s for s in batch_data_samples):
+            return None
+        h, w = seg_label.shape[2:]
+        maps = []
+        for sample in batch_data_samples:
+            dist = sample.gt_dist_map.data.to(seg_label.device)
+            # stack_batch pads targets at the right and bottom
+            dist = F.pad(dist, (0, w - dist.shape[-1], 0, h - dist.shape[-2]))
+            maps.append(dist)
+        return torch.stack(maps)
+
+    def _loss_single(self, seg_logits: Tensor, seg_label: Tensor,
+                     dist_map: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Losses and ``dice_seg`` of one ``(N, C, h, w)`` logits tensor;
+        losses with ``uses_dist_map`` also get ``dist_map``."""
         seg_logits = resize(
             input=seg_logits,
             size=seg_label.shape[2:],
@@ -233,11 +274,14 @@ class MultiLabelHead(BaseModule):
             align_corners=self.align_corners)
         loss = dict()
         for loss_decode in self.losses:
+            extra = dict(dist_map=dist_map) if dist_map is not None and \
+                getattr(loss_decode, 'uses_dist_map', False) else {}
             value = loss_decode(
                 seg_logits,
                 seg_label,
                 weight=None,
-                ignore_index=self.ignore_index)
+                ignore_index=self.ignore_index,
+                **extra)
             name = loss_decode.loss_name
             loss[name] = loss[name] + value if name in loss else value
         loss['dice_seg'] = multilabel_dice(

@@ -3,6 +3,7 @@
 # the same name; they are not re-exported here so that those names keep
 # pointing at the modules.
 from .base import BaseSegLoss
+from .distance_boundary_loss import DistanceBoundaryLoss
 from .generalized_dice_loss import GeneralizedDiceLoss
 from .multilabel_bce_loss import MultiLabelBCELoss
 from .multilabel_focal_loss import MultiLabelFocalLoss
@@ -13,5 +14,5 @@ from .utils import LabelDtypeError, LossInputError
 __all__ = [
     'SoftmaxFocalLoss', 'SoftDiceLoss', 'GeneralizedDiceLoss',
     'MultiLabelBCELoss', 'MultiLabelFocalLoss', 'BaseSegLoss',
-    'LossInputError', 'LabelDtypeError'
+    'LossInputError', 'LabelDtypeError', 'DistanceBoundaryLoss'
 ]

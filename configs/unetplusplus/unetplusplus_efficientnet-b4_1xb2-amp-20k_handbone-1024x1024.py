@@ -1,0 +1,4 @@
+# Mixed precision (fp16 autocast + dynamic loss scaling; needs a CUDA device)
+# of unetplusplus_efficientnet-b4_1xb2-20k_handbone-1024x1024.py.
+_base_ = './unetplusplus_efficientnet-b4_1xb2-20k_handbone-1024x1024.py'
+optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')

@@ -2,3 +2,4 @@
 from .annotation_loaders import *  # noqa: F401,F403
 from .building_transforms import *  # noqa: F401,F403
 from .multilabel_transforms import *  # noqa: F401,F403
+from .rare_class_copy_paste import *  # noqa: F401,F403

@@ -238,3 +238,36 @@ def test_sampler_in_runner(toy_data_root, tmp_path):
     runner2.train()
     assert runner2.train_dataloader.sampler.presence.tolist() == \
         sampler.presence.tolist()
+
+
+def test_per_item_counts_and_totals_only_cache(toy_data_root, tmp_path):
+    import cv2
+    from mmseg.registry import DATASETS
+
+    from mmseg_ext.datasets.pixel_counters import count_dataset_pixels
+    dataset = DATASETS.build(dict(
+        type='SyntheticImbalanceDataset', data_root=toy_data_root,
+        data_prefix=dict(img_path='img_dir/train',
+                         seg_map_path='ann_dir/train'), pipeline=[]))
+    expected = np.stack([
+        np.bincount(cv2.imread(dataset.get_data_info(i)['seg_map_path'],
+                               cv2.IMREAD_UNCHANGED).ravel(), minlength=4)
+        for i in range(len(dataset))])
+    cache_dir = str(tmp_path)
+    totals, info = count_dataset_pixels(dataset, num_workers=2,
+                                        cache_dir=cache_dir,
+                                        show_progress=False)
+    assert totals.tolist() == expected.sum(0).tolist()
+    rows, info = count_dataset_pixels(dataset, num_workers=0,
+                                      cache_dir=cache_dir, per_item=True,
+                                      show_progress=False)
+    assert info['cache_hit'] and rows.tolist() == expected.tolist()
+    # A cache file from before per-item rows: recounted once, rewritten.
+    data = json.load(open(info['cache']))
+    del data['per_item']
+    json.dump(data, open(info['cache'], 'w'))
+    rows, info = count_dataset_pixels(dataset, num_workers=0,
+                                      cache_dir=cache_dir, per_item=True,
+                                      show_progress=False)
+    assert not info['cache_hit'] and rows.tolist() == expected.tolist()
+    assert 'per_item' in json.load(open(info['cache']))

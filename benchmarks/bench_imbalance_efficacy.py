@@ -34,6 +34,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 
 try:
     import mmseg_ext  # noqa: F401
@@ -60,7 +61,9 @@ FOCAL_DICE = [
     dict(type='SoftmaxFocalLoss', gamma=2.0, loss_weight=1.0),
     dict(type='SoftDiceLoss', mode='multiclass', loss_weight=1.0)
 ]
-# name -> (decode losses, ClassWeightHook method or None, extras)
+# name -> (decode losses, ClassWeightHook method or None, extras);
+# copy_paste: RareClassCopyPaste(prob=0.5) (one object), copy_paste_x3:
+# prob=1.0, max_objects=3.
 VARIANTS = {
     'ce': (CE, None, ()),
     'ce + inverse_freq': (CE, 'inverse_freq', ()),
@@ -74,6 +77,18 @@ VARIANTS = {
     'ce + inverse_freq + rcs': (CE, 'inverse_freq', ('rcs', )),
     'ce + inverse_freq + rcs + copy_paste': (CE, 'inverse_freq',
                                              ('rcs', 'copy_paste')),
+    'ce + inverse_freq + copy_paste': (CE, 'inverse_freq',
+                                       ('copy_paste', )),
+    'ce + effective_num + rcs': (CE, 'effective_num', ('rcs', )),
+    'ce + effective_num + copy_paste': (CE, 'effective_num',
+                                        ('copy_paste', )),
+    'ce + effective_num + val_weights': (CE, 'effective_num',
+                                         ('val_weights', )),
+    'ce + effective_num + copy_paste + val_weights':
+    (CE, 'effective_num', ('copy_paste', 'val_weights')),
+    'ce + copy_paste_x3': (CE, None, ('copy_paste_x3', )),
+    'ce + effective_num + copy_paste_x3': (CE, 'effective_num',
+                                           ('copy_paste_x3', )),
     'all: ce + inverse_freq + rcs + copy_paste + val_weights':
     (CE, 'inverse_freq', ('rcs', 'copy_paste', 'val_weights')),
 }
@@ -132,13 +147,17 @@ def build_cfg(name: str, seed: int, iters: int, data_root: str,
     if 'rcs' in extras:
         cfg.train_dataloader.sampler = dict(type='RareClassSampler',
                                             num_workers=0)
-    if 'copy_paste' in extras:
+    paste = dict(copy_paste=dict(prob=0.5),
+                 copy_paste_x3=dict(prob=1.0, max_objects=3))
+    for key, kwargs in paste.items():
+        if key not in extras:
+            continue
         inner = cfg.train_dataloader.dataset
         pipeline = inner.pipeline
         inner.pipeline = pipeline[:2]  # load image + annotations
         cfg.train_dataloader.dataset = dict(
             type='MultiImageMixDataset', dataset=inner,
-            pipeline=[dict(type='RareClassCopyPaste', prob=0.5)] +
+            pipeline=[dict(type='RareClassCopyPaste', **kwargs)] +
             pipeline[2:])
     if 'val_weights' in extras:
         cfg.train_cfg.val_interval = max(1, iters // 5)
@@ -228,8 +247,14 @@ def parse_args(argv=None):
                         help='image side (a multiple of 16; the demo '
                         'default is 128, 64 keeps a CPU run short)')
     parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch intra-op threads')
     parser.add_argument('--out', default='/tmp/bench_imbalance_efficacy',
                         help='data, work dirs and results')
+    parser.add_argument('--from-json', nargs='+', default=None,
+                        help='no training: summarise the runs of these '
+                        'efficacy.json files (e.g. of runs split over '
+                        'processes) into {out}/efficacy.json/.png')
     parser.add_argument('--quick', action='store_true',
                         help='smoke run: 4 iterations, 1 seed, 2 variants')
     args = parser.parse_args(argv)
@@ -247,14 +272,30 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list:
     args = parse_args(argv)
+    # One intra-op thread: several variants run side by side on few cores.
+    torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
+    results_path = osp.join(args.out, 'efficacy.json')
+    if args.from_json:
+        runs, iters = [], set()
+        for path in args.from_json:
+            with open(path, encoding='utf-8') as f:
+                data = json.load(f)
+            runs += data['runs']
+            iters.add(data['iters'])
+        if len(iters) != 1:
+            raise SystemExit(f'the files have different --iters: {iters}')
+        args.iters = iters.pop()
+        args.seeds = sorted({r['seed'] for r in runs})
+        done = {r['variant'] for r in runs}
+        args.variants = [v for v in VARIANTS if v in done]
+        return report(runs, args, results_path)
     data_root = osp.join(args.out, 'data', 'trainval')
     counts = make_data(osp.join(args.out, 'data'), args.size)
     total = sum(counts.values())
     print('train pixel frequencies: ' + ', '.join(
         f'{k} {100 * v / total:.2f} %' for k, v in counts.items()))
     runs = []
-    results_path = osp.join(args.out, 'efficacy.json')
     for name in args.variants:
         for seed in args.seeds:
             slug = ''.join(c if c.isalnum() else '_' for c in name)
@@ -267,6 +308,11 @@ def main(argv=None) -> list:
                   f"({run['seconds']:.0f} s)", flush=True)
             dump_json_atomic(dict(iters=args.iters, runs=runs),
                              results_path)
+    return report(runs, args, results_path)
+
+
+def report(runs: list, args, results_path: str) -> list:
+    """Print the Markdown table; write the JSON and the PNG."""
     rows = summarise(runs, args.variants)
     classes = runs[0]['classes']
     print(f'\n{args.iters} iterations, seeds {args.seeds}, test Dice (%) '

@@ -9,3 +9,4 @@ from . import pixel_counters  # noqa: F401  (registers the TASK_UTILS)
 from .synthetic_imbalance import SyntheticImbalanceDataset
 
 __all__ = ['SyntheticImbalanceDataset', 'generate_synthetic_imbalance']
+from . import samplers  # noqa: F401  (RareClassSampler)

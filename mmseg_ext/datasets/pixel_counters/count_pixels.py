@@ -115,7 +115,8 @@ class _ThreadPool(ThreadPoolExecutor):
 def run_counting(counter: PixelCounter,
                  items: Sequence[Any],
                  num_workers: int = 2,
-                 show_progress: bool = True) -> np.ndarray:
+                 show_progress: bool = True,
+                 per_item: bool = False) -> np.ndarray:
     """Sum ``counter.count(item)`` over ``items`` in ``num_workers`` workers.
 
     ``counter.parallel_backend`` picks the workers: ``'process'`` (a
@@ -123,13 +124,21 @@ def run_counting(counter: PixelCounter,
     ``'thread'`` (for counters whose work releases the GIL, like OpenCV
     decoding: no fork of the training process, nothing to pickle).
 
+    Args:
+        per_item (bool): Return the ``(N, C)`` counts of each item (in the
+            order of ``items``) instead of their sum (the per-image class
+            presence of :class:`mmseg_ext.datasets.samplers.
+            RareClassSampler`). Defaults to False.
+
     Returns:
-        np.ndarray: ``(C,)`` int64 counts.
+        np.ndarray: ``(C,)`` int64 counts (``(N, C)`` with ``per_item``).
     """
     total = np.zeros(counter.num_classes, dtype=np.int64)
     items = list(items)
+    rows = np.zeros((len(items), counter.num_classes), dtype=np.int64) \
+        if per_item else None
     if len(items) == 0:
-        return total
+        return rows if per_item else total
     nproc = max(1, min(num_workers, len(items)))
     backend = getattr(counter, 'parallel_backend', 'process')
     if backend not in ('process', 'thread'):
@@ -145,23 +154,26 @@ def run_counting(counter: PixelCounter,
     else:
         pool = multiprocessing.Pool(nproc, _init_worker)
         chunksize = max(1, min(32, len(items) // (nproc * 8)))
-        results = pool.imap_unordered(counter.count, items, chunksize)
+        # Ordered (``imap``): per-item rows follow ``items``.
+        results = pool.imap(counter.count, items, chunksize)
     with pool:
         if isinstance(pool, _ThreadPool):
             results = pool.map(counter.count, items)
-        for res in results:
+        for i, res in enumerate(results):
             res = np.asarray(res)
             if res.shape != total.shape:
                 raise ValueError(
                     f'{type(counter).__name__}.count should return shape '
                     f'({counter.num_classes},), but got {res.shape}')
             total += res.astype(np.int64)
+            if rows is not None:
+                rows[i] = res
             if bar is not None:
                 bar.update()
     if bar is not None:
         bar.file.write('\n')
         bar.file.flush()
-    return total
+    return rows if per_item else total
 
 
 def count_dataset_pixels(dataset,
@@ -170,7 +182,8 @@ def count_dataset_pixels(dataset,
                          cache_dir: Optional[str] = None,
                          show_progress: bool = True,
                          logger: Any = 'current',
-                         ignore_index: Optional[int] = None
+                         ignore_index: Optional[int] = None,
+                         per_item: bool = False
                          ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Count labelled pixels per class over a dataset's label files.
 
@@ -194,9 +207,16 @@ def count_dataset_pixels(dataset,
         ignore_index (int, optional): Default ``ignore_index`` of counters
             built from configs (see :func:`resolve_counter`).
             Defaults to None (the counter's own default, 255).
+        per_item (bool): Return the ``(N, C)`` counts of every item (rows
+            in the order of the leaf datasets and their items, i.e. the
+            indices of a ``ConcatDataset`` of them) instead of the total.
+            The cache file holds both, so a ``ClassWeightHook`` run also
+            fills it for ``RareClassSampler``; an older totals-only file is
+            recounted once for ``per_item``. Defaults to False.
 
     Returns:
-        tuple: ``(counts, info)``: ``(C,)`` int64 counts and a dict with
+        tuple: ``(counts, info)``: ``(C,)`` (``(N, C)`` with ``per_item``)
+        int64 counts and a dict with
         ``fingerprint``, ``num_items``, ``counters`` (settings of each) and
         ``cache`` (path or None) and ``cache_hit`` (bool).
 
@@ -229,7 +249,8 @@ def count_dataset_pixels(dataset,
         cache_path = osp.join(cache_dir,
                               f'{CACHE_PREFIX}{fingerprint[:16]}.json')
         info['cache'] = cache_path
-        cached = _load_cache(cache_path, fingerprint, num_classes, logger)
+        cached = _load_cache(cache_path, fingerprint, num_classes, logger,
+                             info['num_items'] if per_item else None)
         if cached is not None:
             info['cache_hit'] = True
             print_log(f'class pixel counts loaded from cache {cache_path}',
@@ -239,10 +260,14 @@ def count_dataset_pixels(dataset,
     print_log(
         f'counting labelled pixels per class in {info["num_items"]} items '
         f'with {num_workers} worker(s)', logger=logger)
-    counts = np.zeros(num_classes, dtype=np.int64)
+    rows = np.zeros((0, num_classes), dtype=np.int64)
     for leaf_counter, items in jobs:
-        counts += run_counting(leaf_counter, items, num_workers,
-                               show_progress)
+        rows = np.concatenate([
+            rows,
+            run_counting(leaf_counter, items, num_workers, show_progress,
+                         per_item=True)
+        ])
+    counts = rows.sum(0)
     if cache_path is not None:
         dump_json_atomic(
             dict(
@@ -250,12 +275,17 @@ def count_dataset_pixels(dataset,
                 fingerprint=fingerprint,
                 num_items=info['num_items'],
                 counters=info['counters'],
-                counts=counts.tolist()), cache_path)
-    return counts, info
+                counts=counts.tolist(),
+                per_item=rows.tolist()), cache_path)
+    return (rows if per_item else counts), info
 
 
-def _load_cache(path: str, fingerprint: str, num_classes: int,
-                logger: Any) -> Optional[np.ndarray]:
+def _load_cache(path: str,
+                fingerprint: str,
+                num_classes: int,
+                logger: Any,
+                num_items: Optional[int] = None) -> Optional[np.ndarray]:
+    """Cached ``(C,)`` totals, or ``(num_items, C)`` rows if given."""
     if not osp.isfile(path):
         return None
     try:
@@ -265,6 +295,13 @@ def _load_cache(path: str, fingerprint: str, num_classes: int,
         if (data.get('fingerprint') != fingerprint
                 or counts.shape != (num_classes, )):
             raise ValueError('fingerprint or shape mismatch')
+        if num_items is not None:
+            if 'per_item' not in data:
+                return None  # a totals-only file: recount (and rewrite)
+            counts = np.asarray(data['per_item'], dtype=np.int64).reshape(
+                -1, num_classes)
+            if counts.shape != (num_items, num_classes):
+                raise ValueError('per-item shape mismatch')
     except (OSError, ValueError, KeyError, TypeError) as e:
         print_log(f'ignoring bad class pixel count cache {path}: {e}',
                   logger=logger, level=30)

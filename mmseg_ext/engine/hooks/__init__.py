@@ -14,3 +14,10 @@ __all__ = [
     'read_label_map', 'resolve_counter', 'unwrap_dataset',
     'PackedLabelPixelCounter', 'RLEPixelCounter', 'LossScheduleHook'
 ]
+from .validation_class_weight_hook import (  # noqa: E402
+    ValidationClassWeightHook, find_class_dice, update_validation_multipliers)
+
+__all__ += [
+    'ValidationClassWeightHook', 'find_class_dice',
+    'update_validation_multipliers'
+]

@@ -7,17 +7,15 @@ from mmseg_ext.datasets.pixel_counters import (
     resolve_counter, unwrap_dataset)
 from .class_weight_hook import ClassWeightHook, iter_head_losses
 from .loss_schedule_hook import LossScheduleHook
+from .validation_class_weight_hook import (ValidationClassWeightHook,
+                                           find_class_dice,
+                                           update_validation_multipliers)
 
 __all__ = [
     'ClassWeightHook', 'iter_head_losses', 'PixelCounter',
     'LabelMapPixelCounter', 'build_counter', 'count_dataset_pixels',
     'read_label_map', 'resolve_counter', 'unwrap_dataset',
-    'PackedLabelPixelCounter', 'RLEPixelCounter', 'LossScheduleHook'
-]
-from .validation_class_weight_hook import (  # noqa: E402
-    ValidationClassWeightHook, find_class_dice, update_validation_multipliers)
-
-__all__ += [
+    'PackedLabelPixelCounter', 'RLEPixelCounter', 'LossScheduleHook',
     'ValidationClassWeightHook', 'find_class_dice',
     'update_validation_multipliers'
 ]

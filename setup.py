@@ -53,6 +53,9 @@ install_requires = [
     'scipy',
     # BraTS NIfTI volumes.
     'nibabel>=5',
+    # Exact Euclidean distance transforms: distance maps of the boundary loss
+    # (mmseg_ext/utils/distance_maps.py) and BraTS HD95 surfaces.
+    'edt>=2',
     # BraTS tumour reports in SQL (mmseg_ext/apis/brats_db.py; Core API).
     'SQLAlchemy>=2',
     # mmseg 1.2.2 imports these from ``mmseg.models`` but lists them only as
@@ -64,7 +67,7 @@ install_requires = [
 extras_require = {
     # Compiled RLE kernels (mmseg_ext/utils/_rle_kernels.py); without numba
     # the numpy code path is used.
-    'fast': ['numba>=0.59', 'edt>=2'],
+    'fast': ['numba>=0.59'],
     # `--db postgresql+psycopg://...` for the BraTS database tools.
     'postgres': ['psycopg[binary]>=3'],
     # The tests cover both RLE paths, and the database on PostgreSQL.

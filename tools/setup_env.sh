@@ -9,6 +9,8 @@
 #                     (default: "torch==2.14.1 torchvision==0.29.1")
 #   PIP_FIND_LINKS    wheelhouse(s) pip searches first, e.g. one holding a
 #                     prebuilt mmcv-2.1.0 wheel for your torch
+#                     (../shared/wheels beside the repo is added to it
+#                     where it exists)
 #   MMSEG_EXT_CACHE   where built mmcv wheels are cached, outside the repo
 #                     (default: ~/.cache/mmseg_ext)
 #   MMCV_MAX_JOBS     parallel compile jobs when building mmcv (default: nproc)
@@ -21,6 +23,13 @@ PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 MMCV_VERSION=2.1.0
 CACHE="${MMSEG_EXT_CACHE:-$HOME/.cache/mmseg_ext}"
+if [ -d "$ROOT/../shared/wheels" ]; then
+  SHARED_WHEELS="$(cd "$ROOT/../shared/wheels" && pwd)"
+  case " ${PIP_FIND_LINKS:-} " in
+    *" $SHARED_WHEELS "*) ;;
+    *) export PIP_FIND_LINKS="$SHARED_WHEELS${PIP_FIND_LINKS:+ $PIP_FIND_LINKS}" ;;
+  esac
+fi
 
 log() { printf '\033[1;34m[setup_env]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[setup_env] error:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -70,10 +70,13 @@ extras_require = {
     'fast': ['numba>=0.59'],
     # `--db postgresql+psycopg://...` for the BraTS database tools.
     'postgres': ['psycopg[binary]>=3'],
-    # The tests cover both RLE paths, and the database on PostgreSQL.
+    # Dense-CRF refinement (mmseg_ext/utils/dense_crf.py); builds from
+    # source (a C++ compiler, ~2 minutes).
+    'crf': ['pydensecrf2'],
+    # The tests cover both RLE paths, the database on PostgreSQL and the CRF.
     'tests': [
         'pytest>=7', 'pytest-timeout', 'pytest-xdist>=3', 'hypothesis>=6',
-        'numba>=0.59', 'psycopg[binary]>=3'
+        'numba>=0.59', 'psycopg[binary]>=3', 'pydensecrf2'
     ],
 }
 

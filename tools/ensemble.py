@@ -21,12 +21,15 @@ class the member with the best ``--scores``: the per-class JSONs of
 
 ``--split val`` searches per-class thresholds (mean per-image Dice, eps
 1e-4; for ``hard`` the per-class ``k``) and, with ``--postprocess``, the
-post-processing plan (nnU-Net rule), writing ``OUT_DIR/thresholds.json`` and
-``OUT_DIR/thresholds.png``. Softmax members (argmax decision) get
-``OUT_DIR/val_scores.json`` instead.
+post-processing plan (nnU-Net rule) and, with ``--crf``, the classes that
+keep the dense CRF (optional ``pip install pydensecrf2``; the grey image of
+each sample, ``--img-dir`` for ``--prob-dirs`` members), writing
+``OUT_DIR/thresholds.json`` and ``OUT_DIR/thresholds.png``. Softmax members
+(argmax decision) get ``OUT_DIR/val_scores.json`` instead.
 
 ``--split test`` applies ``--thresholds`` (a number or thresholds.json with
-its plan) and writes ``OUT_DIR/{stem}.png`` (packed multi-label PNG; 0/255
+its plan and CRF classes; ``--no-postprocess``, ``--no-crf`` skip them) and
+writes ``OUT_DIR/{stem}.png`` (packed multi-label PNG; 0/255
 PNG for one class; class-index PNG for softmax members) and/or the
 submission CSV of the task (``--submission hand_bone|building --out FILE``,
 or ``--out FILE`` alone: the task of ``--task`` or of the first member
@@ -56,6 +59,10 @@ Examples:
     # validation on 4 GPUs (4 CPU processes without CUDA)
     bash tools/dist_ensemble.sh 4 --member cfg_a.py a.pth \\
         --member cfg_b.py b.pth --split val --out-dir work_dirs/ens
+    # validation with the dense CRF (kept per class where it helps)
+    python tools/ensemble.py --prob-dirs work_dirs/ens/val_probs/0_cfg_a \
+        --split val --gt-dir data/x/ann_dir/val --img-dir data/x/img_dir/val \
+        --out-dir work_dirs/ens_crf --postprocess --crf
     # test: masks and the hand-bone submission
     python tools/ensemble.py --member cfg_a.py a.pth --member cfg_b.py b.pth \\
         --split test --thresholds work_dirs/ens/thresholds.json \\
@@ -80,6 +87,7 @@ from mmengine.config import DictAction
 from mmseg_ext.apis.ensemble import (DECISIONS, Ensemble, ModelMember,
                                      ProbDirMember, ensemble_test,
                                      ensemble_val, load_scores, load_weights)
+from mmseg_ext.apis.ensemble.crf import require_crf
 from mmseg_ext.engine.launch import (add_launcher_args,
                                      start_tool_distributed,
                                      teardown_distributed)
@@ -198,6 +206,21 @@ def parse_args(argv=None):
         default=['lcc', 'min_area:64'],
         help="val: post-processing candidates, 'lcc' and/or 'min_area:N'")
     split.add_argument(
+        '--crf',
+        action='store_true',
+        help='val: also choose the classes that keep the dense CRF '
+        '(pip install pydensecrf2)')
+    split.add_argument(
+        '--crf-params',
+        nargs='+',
+        action=DictAction,
+        help='val: CRF parameters, e.g. iterations=5 bilateral_srgb=10 '
+        '(default: mmseg_ext.utils.dense_crf.DEFAULT_CRF_PARAMS)')
+    split.add_argument(
+        '--img-dir',
+        help='--crf with --prob-dirs members only: the images, '
+        'DIR/{stem}{img-suffix}')
+    split.add_argument(
         '--thresholds',
         help='test: a threshold for every class or a thresholds.json of a '
         '--split val run (default 0.5; hard: from --k)')
@@ -205,6 +228,10 @@ def parse_args(argv=None):
         '--no-postprocess',
         action='store_true',
         help="test: ignore the thresholds.json's post-processing plan")
+    split.add_argument(
+        '--no-crf',
+        action='store_true',
+        help="test: ignore the thresholds.json's dense-CRF classes")
     split.add_argument(
         '--submission',
         choices=task_names(),
@@ -316,6 +343,12 @@ def main(argv=None):
         raise ValueError('--thresholds and --submission apply to '
                          '--split test')
     pp_candidates = parse_pp_candidates(args.pp_candidates)
+    if args.crf:
+        if args.split != 'val':
+            raise ValueError('--crf applies to --split val (the test split '
+                             "applies the thresholds.json's CRF classes; "
+                             '--no-crf skips them)')
+        require_crf()  # before any model is built
     ensemble = build_ensemble(args, device)
     say(
         f'ensemble of {len(ensemble.members)} members '
@@ -336,7 +369,10 @@ def main(argv=None):
             candidates=candidates,
             postprocess=args.postprocess,
             pp_candidates=pp_candidates,
-            k_candidates=k_candidates)
+            k_candidates=k_candidates,
+            crf=args.crf,
+            crf_params=args.crf_params,
+            img_dir=args.img_dir)
         name = 'val_scores.json' if ensemble.decision == 'argmax' \
             else 'thresholds.json'
         say(f'\nmDice {result["mDice"]:.4f} over '
@@ -365,7 +401,12 @@ def main(argv=None):
             use_postprocess=not args.no_postprocess,
             submission=submission,
             submission_file=args.out,
-            class_index=args.class_index)
+            class_index=args.class_index,
+            use_crf=not args.no_crf,
+            img_dir=args.img_dir)
+        if result['crf']:
+            say(f'dense CRF on {result["crf"]["classes"]}: '
+                f'{result["crf"]["seconds_per_image"]:.2f} s per image')
         outputs = [p for p in (args.out_dir, args.out) if p]
         say(f'\n{result["num_images"]} images; wrote '
             f'{", ".join(outputs)}')

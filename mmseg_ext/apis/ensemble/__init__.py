@@ -14,7 +14,9 @@ One module per job:
 - :mod:`.search`: :func:`ensemble_val`, per-class threshold (or ``k``)
   search, post-processing choice and the Dice-vs-threshold plot;
 - :mod:`.writers`: :func:`ensemble_test`, masks and the submission CSV
-  (:class:`SubmissionSpool`).
+  (:class:`SubmissionSpool`);
+- :mod:`.crf`: the dense-CRF option of both (kept per class where it
+  raises validation Dice).
 
 Competition rules (class names, CSV layouts, which channel is a building)
 are the task adapters' (:mod:`mmseg_ext.tasks`).
@@ -30,6 +32,7 @@ rank raises on all (:func:`mmseg_ext.utils.dist.sync_errors`).
 """
 from mmseg_ext.datasets.transforms.annotation_loaders import \
     ANNOTATION_LOADERS
+from .crf import CRFUnavailableError
 from .formats import (PROB_SUFFIX, ScoresError, ThresholdsError,
                       WeightsError, check_member_weights, load_probs,
                       load_scores, load_thresholds, load_weights, save_probs)
@@ -47,7 +50,7 @@ __all__ = [
     'ensemble_val', 'ensemble_test', 'label_to_targets',
     'plot_threshold_curves', 'check_member_weights', 'sample_targets',
     'WeightsError', 'ScoresError', 'ThresholdsError',
-    'ANNOTATION_LOADERS', 'MERGE_CHUNK_BYTES'
+    'ANNOTATION_LOADERS', 'MERGE_CHUNK_BYTES', 'CRFUnavailableError'
 ]
 
 

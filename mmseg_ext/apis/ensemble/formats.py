@@ -322,7 +322,10 @@ def load_thresholds(spec: Union[str, float], num_classes: int) -> dict:
 
     Returns:
         dict: ``thresholds`` (``(C,)`` float32), ``postprocess`` (plan or
-        ``{}``), ``classes`` (or None), ``strategy`` (or None).
+        ``{}``), ``classes`` (or None), ``strategy`` (or None), ``crf``
+        (``{'classes': kept names, 'params': CRF parameters}``, or None: a
+        file without ``"crf"``, e.g. written before the option, means no
+        CRF).
 
     Raises:
         ThresholdsError: for a number outside ``[0, 1)``, a file without
@@ -341,7 +344,8 @@ def load_thresholds(spec: Union[str, float], num_classes: int) -> dict:
             thresholds=np.full(num_classes, value, np.float32),
             postprocess={},
             classes=None,
-            strategy=None)
+            strategy=None,
+            crf=None)
     path = str(spec)
     if not osp.isfile(path):
         raise FileNotFoundError(f'`--thresholds` should be a number or a '
@@ -368,4 +372,34 @@ def load_thresholds(spec: Union[str, float], num_classes: int) -> dict:
         thresholds=np.asarray(thresholds, np.float32),
         postprocess=dict(data.get('postprocess') or {}),
         classes=classes,
-        strategy=data.get('strategy'))
+        strategy=data.get('strategy'),
+        crf=_crf_entry(data.get('crf'), classes, path))
+
+
+def _crf_entry(entry, classes, path: str) -> Optional[dict]:
+    """The checked ``"crf"`` entry of a thresholds.json (None: no CRF)."""
+    from .crf import check_crf_params
+    if entry is None:
+        return None
+    kept = entry.get('classes') if isinstance(entry, dict) else None
+    if not isinstance(kept, list) or not all(
+            isinstance(c, str) for c in kept):
+        raise ThresholdsError(
+            path=path, where='field "crf"', value=entry,
+            expected='{"classes": [kept class names], "params": {...}}; '
+            'search them again with --split val --crf')
+    if isinstance(classes, list):
+        unknown = [c for c in kept if c not in classes]
+        if unknown:
+            raise ThresholdsError(
+                path=path, where='field "crf", "classes"', value=unknown,
+                expected=f'names among "classes" {classes}')
+    params = entry.get('params') or {}
+    try:
+        if not isinstance(params, dict):
+            raise ValueError(f'a JSON object, but got {params!r}')
+        params = check_crf_params(params, 'the CRF parameters')
+    except ValueError as err:
+        raise ThresholdsError(path=path, where='field "crf", "params"',
+                              reason=str(err)) from err
+    return dict(classes=kept, params=params)

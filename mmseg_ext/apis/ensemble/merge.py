@@ -97,12 +97,23 @@ class EnsembleItem:
             ``{0, 1, 255}`` when asked for.
         position (int): Index of the image in the ensemble's full list
             (the order of a building submission across ranks).
+        img_path (str | None): The image file of the first model member's
+            sample (None with only probability folders; the dense CRF
+            reads it).
     """
 
-    def __init__(self, stem, name, img_id, probs, targets=None, position=0):
+    def __init__(self,
+                 stem,
+                 name,
+                 img_id,
+                 probs,
+                 targets=None,
+                 position=0,
+                 img_path=None):
         self.stem, self.name, self.img_id = stem, name, img_id
         self.probs, self.targets = probs, targets
         self.position = position
+        self.img_path = img_path
 
 
 class Ensemble:
@@ -328,6 +339,7 @@ class Ensemble:
         for position in positions:
             stem, index = self.index[position]
             probs, first_sample, name, img_id = [], None, None, stem
+            img_path = None
             for i, member in enumerate(self.members):
                 if isinstance(member, ModelMember):
                     p, sample = member.predict(index)
@@ -353,6 +365,7 @@ class Ensemble:
             num_classes = self.num_classes
             if first_sample is not None:
                 meta = first_sample.metainfo
+                img_path = meta.get('img_path')
                 name = osp.basename(meta.get('img_path', stem))
                 img_id = str(meta.get('img_id', stem))
             else:
@@ -370,7 +383,8 @@ class Ensemble:
                         f'the probabilities are {probs[0].shape}; they '
                         'should both be (C, H, W) at the original size')
             del first_sample
-            yield EnsembleItem(stem, name, img_id, probs, targets, position)
+            yield EnsembleItem(stem, name, img_id, probs, targets, position,
+                               img_path)
 
     def _resolve_num_classes(self) -> int:
         """``C`` of every member (model outputs, saved file headers),

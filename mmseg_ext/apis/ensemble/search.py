@@ -7,7 +7,9 @@ decision) or ``val_scores.json`` (argmax decision). The ``thresholds.json``
 layout is a contract read by :func:`~.formats.load_thresholds`: ``classes``,
 ``thresholds``, ``dice``, ``mDice``, ``num_images``, ``strategy``,
 ``decision``, ``members``, ``search``, ``postprocess`` (a plan keyed by
-class name), ``k`` (hard strategy) and ``postprocess_report``.
+class name), ``k`` (hard strategy), ``postprocess_report`` and, with the
+dense CRF (:mod:`.crf`), ``crf`` (kept classes and parameters) and
+``crf_report``.
 
 With a process group every rank must call it: each takes its shard of the
 images (and its own cache folder); the Dice sums are added over ranks, so
@@ -31,6 +33,8 @@ from mmseg_ext.utils.io import dump_json_atomic
 from mmseg_ext.utils.multilabel import pack_multilabel, unpack_multilabel
 from mmseg_ext.utils.postprocess import (choose_postprocess,
                                          postprocess_dice_sums)
+from .crf import (check_crf_params, choose_crf, crf_val_sums, item_image,
+                  require_crf)
 from .members import label_to_targets
 from .merge import Ensemble
 
@@ -159,6 +163,45 @@ def _search_candidates(ensemble: Ensemble, candidates, k_candidates):
     return [(k - 0.5) / e for k in ks], ks
 
 
+def _crf_pass(cache: str, num_cached: int, classes: Sequence[str],
+              thresholds: np.ndarray, params: dict, min_gain: float,
+              keep_masks: bool):
+    """Measure the CRF on the cached merged maps and images; choose the
+    classes that keep it (sums added over ranks). With ``keep_masks`` the
+    masks after CRF are cached (packed bits) for the post-processing pass.
+    """
+    from mmengine.logging import print_log
+    c = len(classes)
+
+    def samples():
+        for i in range(num_cached):
+            p = np.load(osp.join(cache, f'{i}_p.npy'))
+            t = unpack_multilabel(np.load(osp.join(cache, f'{i}_t.npy')), c)
+            yield (p.astype(np.float32) / np.float32(65535),
+                   np.load(osp.join(cache, f'{i}_i.npy')), t)
+
+    def save(i, masks):
+        np.save(osp.join(cache, f'{i}_c.npy'), np.packbits(masks))
+
+    sums, num, seconds, error = None, 0, 0.0, None
+    try:
+        sums, num, seconds = crf_val_sums(samples(), thresholds, params,
+                                          save if keep_masks else None)
+    except Exception as err:  # noqa: B902 (raised on every rank)
+        error = err
+    sync_errors(error)
+    entry, report = choose_crf(
+        sum_over_ranks(sums), sum_over_ranks(num), sum_over_ranks(seconds),
+        classes, params, min_gain)
+    print_log(
+        f'dense CRF kept for {len(entry["classes"])} of {c} classes '
+        f'{entry["classes"]}; {report["seconds_per_image"]:.2f} s per image '
+        f'for all classes, ~{report["seconds_per_image_kept"]:.2f} s for '
+        'the kept ones',
+        logger='current')
+    return entry, report
+
+
 def ensemble_val(ensemble: Ensemble,
                  out_dir: str,
                  candidates: Optional[Sequence[float]] = None,
@@ -167,7 +210,10 @@ def ensemble_val(ensemble: Ensemble,
                                                                   64)),
                  min_gain: float = 0.0,
                  progress: bool = True,
-                 k_candidates: Optional[Sequence[int]] = None) -> dict:
+                 k_candidates: Optional[Sequence[int]] = None,
+                 crf: bool = False,
+                 crf_params: Optional[dict] = None,
+                 img_dir: Optional[str] = None) -> dict:
     """Search per-class thresholds (and post-processing) on validation data.
 
     ``'threshold'`` decision: one streaming pass feeds the merged map of
@@ -179,8 +225,12 @@ def ensemble_val(ensemble: Ensemble,
     the packed targets in a temporary folder under ``out_dir`` (disk, not
     memory), and a second pass measures the post-processing candidates on
     the masks at the chosen thresholds (:func:`postprocess_dice_sums`,
-    :func:`choose_postprocess`). Writes ``thresholds.json`` and
-    ``thresholds.png`` (Dice vs threshold).
+    :func:`choose_postprocess`). With ``crf`` the grey images are cached
+    too, and a pass before the post-processing one keeps the dense CRF
+    (:mod:`.crf`) for the classes whose Dice at the chosen threshold it
+    raises (by more than ``min_gain``); the post-processing candidates are
+    then measured on the masks after CRF, as the test split applies them.
+    Writes ``thresholds.json`` and ``thresholds.png`` (Dice vs threshold).
 
     ``'argmax'`` decision: no threshold; writes ``val_scores.json`` (the
     per-class JSON layout: mean per-image Dice and IoU, eps 1e-4).
@@ -196,6 +246,13 @@ def ensemble_val(ensemble: Ensemble,
         progress (bool): Show a progress bar (rank 0).
         k_candidates (Sequence[int], optional): Hard strategy: the votes
             needed ``k`` to try. Defaults to ``1..E``.
+        crf (bool): Also choose the classes that keep the dense CRF.
+            Defaults to False.
+        crf_params (dict, optional): Overrides of
+            :data:`~mmseg_ext.utils.dense_crf.DEFAULT_CRF_PARAMS`.
+        img_dir (str, optional): The images of probability-folder members
+            (``{img_dir}/{stem}{img_suffix}``), for the CRF. Defaults to
+            None (the model members' ``img_path``).
 
     Returns:
         dict: The JSON content written (on every rank).
@@ -205,6 +262,12 @@ def ensemble_val(ensemble: Ensemble,
     positions = shard(len(ensemble))
     e = len(ensemble.members)
     bar = progress_bar(len(ensemble)) if progress and rank == 0 else None
+    if crf:
+        if ensemble.decision == 'argmax':
+            raise ValueError('--crf applies to the threshold decision '
+                             '(sigmoid members), but the decision is argmax')
+        require_crf()
+        crf_params = check_crf_params(crf_params)
     if ensemble.decision == 'argmax':
         return _val_argmax(ensemble, out_dir, positions, bar)
 
@@ -214,7 +277,7 @@ def ensemble_val(ensemble: Ensemble,
     classes = list(ensemble.classes)
     cache = tempfile.mkdtemp(
         prefix=f'.ensemble_cache_{rank}_',
-        dir=out_dir) if postprocess else None
+        dir=out_dir) if postprocess or crf else None
     try:
         num_cached, error = 0, None
         try:
@@ -229,6 +292,10 @@ def ensemble_val(ensemble: Ensemble,
                     np.save(
                         osp.join(cache, f'{num_cached}_t.npy'),
                         pack_multilabel(t == 1, (t == 255).any(0)))
+                    if crf:
+                        np.save(
+                            osp.join(cache, f'{num_cached}_i.npy'),
+                            item_image(item, merged.shape[1:], img_dir))
                     num_cached += 1
                 advance_progress(bar, item.position, len(ensemble))
                 del merged, item
@@ -240,9 +307,15 @@ def ensemble_val(ensemble: Ensemble,
         mean = search.mean_dice()
         best_idx = mean.argmax(0)  # as ThresholdSearch.best()
         best_thr, best_dice = search.best()
-        plan, report = {}, {}
-        if cache is not None:
+        plan, report, crf_entry, crf_report = {}, {}, None, None
+        if crf:
+            crf_entry, crf_report = _crf_pass(cache, num_cached, classes,
+                                              best_thr, crf_params, min_gain,
+                                              postprocess)
+        if postprocess:
             c = len(classes)
+            crf_kept = [classes.index(n) for n in crf_entry['classes']] \
+                if crf else []
 
             def pairs():
                 for i in range(num_cached):
@@ -251,6 +324,11 @@ def ensemble_val(ensemble: Ensemble,
                         -1, 1, 1)).astype(np.uint8)
                     t = unpack_multilabel(
                         np.load(osp.join(cache, f'{i}_t.npy')), c)
+                    if crf_kept:  # the masks after CRF, as at test time
+                        bits = np.load(osp.join(cache, f'{i}_c.npy'))
+                        after = np.unpackbits(
+                            bits, count=pred.size).reshape(pred.shape)
+                        pred[crf_kept] = after[crf_kept]
                     yield pred, t
 
             pp_sums, pp_num, error = None, 0, None
@@ -288,6 +366,9 @@ def ensemble_val(ensemble: Ensemble,
             content['k'] = [ks[i] for i in best_idx]
         if postprocess:
             content['postprocess_report'] = report
+        if crf:
+            content['crf'] = crf_entry
+            content['crf_report'] = crf_report
         dump_json_atomic(content, osp.join(out_dir, 'thresholds.json'))
         x, best_x, xlabel = search.thresholds, best_thr, 'threshold'
         if hard:

@@ -20,6 +20,7 @@ from mmseg_ext.utils.dist import (advance_progress, chunk_bounds, dist_info,
 from mmseg_ext.utils.io import imwrite_atomic
 from mmseg_ext.utils.multilabel import pack_multilabel, write_packed_label
 from mmseg_ext.utils.postprocess import apply_op, plan_by_index
+from .crf import crf_refiner
 from .formats import load_thresholds
 from .merge import Ensemble
 from .search import f32_list, progress_bar
@@ -192,6 +193,22 @@ def _resolve_thresholds(ensemble: Ensemble, thresholds,
     return spec['thresholds'], plan
 
 
+def _test_crf(ensemble: Ensemble, thresholds, use_crf: bool,
+              img_dir: Optional[str]):
+    """The :class:`~.crf.CRFRefiner` of the ``"crf"`` entry of a
+    thresholds.json (None: a number, no entry, no kept class or
+    ``use_crf=False``)."""
+    if not use_crf or thresholds is None or _is_number(thresholds) or \
+            ensemble.decision != 'threshold':
+        return None
+    spec = load_thresholds(thresholds, ensemble.num_classes)
+    names = spec['classes']
+    if spec['crf'] and names is not None:
+        ensemble.classes = list(names)  # the kept classes are named so
+    return crf_refiner(ensemble, spec['crf'], use_crf, img_dir,
+                       str(thresholds))
+
+
 def _write_prediction(path: str, pred: np.ndarray, decision: str) -> None:
     """Packed PNG (``C > 1`` masks), 0/255 PNG (``C == 1``) or class-index
     PNG (``'argmax'``), atomically."""
@@ -210,7 +227,9 @@ def ensemble_test(ensemble: Ensemble,
                   submission=None,
                   submission_file: Optional[str] = None,
                   class_index: Optional[int] = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True,
+                  use_crf: bool = True,
+                  img_dir: Optional[str] = None) -> dict:
     """Predict the test split: masks and/or a submission CSV.
 
     Per image: merge, decide (thresholds from ``thresholds``: a number or
@@ -225,14 +244,22 @@ def ensemble_test(ensemble: Ensemble,
     end, atomically. Unnamed class indices get the task's class names
     (:meth:`~mmseg_ext.tasks.BaseSegTask.class_names`).
 
+    With the ``"crf"`` entry of a ``thresholds.json`` (``ensemble_val(...,
+    crf=True)``) the kept classes of the merged map are refined by the
+    dense CRF before thresholding (:mod:`.crf`), unless ``use_crf=False``.
+
     Args:
         submission (str | dict | BaseSegTask, optional): The task whose
             submission CSV to write (:func:`mmseg_ext.tasks.build_task`).
             Defaults to None (no CSV).
+        use_crf (bool): Apply the thresholds.json's dense CRF. Defaults to
+            True.
+        img_dir (str, optional): Images of probability-folder members for
+            the CRF (``{img_dir}/{stem}{img_suffix}``). Defaults to None.
 
     Returns:
-        dict: ``num_images``, ``thresholds``, ``postprocess`` and the
-        outputs.
+        dict: ``num_images``, ``thresholds``, ``postprocess``, ``crf``
+        (``{'classes', 'seconds_per_image'}`` or None) and the outputs.
     """
     from mmseg_ext.tasks import build_task
 
@@ -251,19 +278,22 @@ def ensemble_test(ensemble: Ensemble,
     rank, world_size = dist_info()
     bar = progress_bar(len(ensemble)) if progress and rank == 0 else None
     thr, plan, spool, num, error = None, {}, None, 0, None
+    refiner = None
     try:
         try:
             # Everything about the classes is known before the first image.
             if ensemble.decision == 'threshold':
                 thr, plan = _resolve_thresholds(ensemble, thresholds,
                                                 use_postprocess)
+            refiner = _test_crf(ensemble, thresholds, use_crf, img_dir)
             by_index = plan_by_index(plan, ensemble.classes)
             if task is not None:
                 spool = SubmissionSpool(
                     task, submission_file,
                     task.class_names(ensemble.classes, ensemble.num_classes))
             for item in ensemble.items(positions=shard(len(ensemble))):
-                pred = ensemble.predict(item.probs, thr)
+                pred = ensemble.predict(item.probs, thr) if refiner is None \
+                    else refiner.predict(ensemble, item, thr)
                 if by_index:
                     pred = _apply_plan(pred, by_index)
                 if out_dir is not None:
@@ -293,10 +323,12 @@ def ensemble_test(ensemble: Ensemble,
     if world_size > 1:
         thr = run_on_main(lambda: thr)
         plan = run_on_main(lambda: plan)
+    crf = None if refiner is None else refiner.summary(ensemble.classes)
     return dict(
         num_images=num,
         members=len(ensemble.members),
         thresholds=None if thr is None else f32_list(thr),
         postprocess=plan,
+        crf=crf,
         out_dir=out_dir,
         submission=submission_file)

@@ -219,7 +219,7 @@ def parse_args(argv=None):
     split.add_argument(
         '--img-dir',
         help='--crf with --prob-dirs members only: the images, '
-        'DIR/{stem}{img-suffix}')
+        'DIR/{stem}{img-suffix} or the one of that name in its subfolders')
     split.add_argument(
         '--thresholds',
         help='test: a threshold for every class or a thresholds.json of a '

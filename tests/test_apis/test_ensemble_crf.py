@@ -175,6 +175,21 @@ def test_params_and_image(tmp_path):
     assert item_image(item, (20, 30)).shape == (20, 30)
     with pytest.raises(ValueError, match='--img-dir'):
         item_image(EnsembleItem('a', 'a.png', 'a', []), (20, 30))
+    # nested folders (hand bone: DCM/{ID}/{name}.png): the one such name
+    nested = tmp_path / 'DCM' / 'ID001'
+    nested.mkdir(parents=True)
+    cv2.imwrite(str(nested / 'b.png'), np.full((4, 4), 7, np.uint8))
+    b = EnsembleItem('b', 'b.png', 'b', [])
+    assert (item_image(b, (4, 4), str(tmp_path / 'DCM')) == 7).all()
+    (tmp_path / 'DCM' / 'ID002').mkdir()
+    cv2.imwrite(str(tmp_path / 'DCM' / 'ID002' / 'c.png'), grey)
+    cv2.imwrite(str(nested / 'c.png'), grey)
+    with pytest.raises(ValueError, match="2 images named 'c.png'"):
+        item_image(EnsembleItem('c', 'c.png', 'c', []), (4, 4),
+                   str(tmp_path / 'DCM'))
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        item_image(EnsembleItem('d', 'd.png', 'd', []), (4, 4),
+                   str(tmp_path / 'DCM'))
 
 
 def test_missing_package_fails_at_once(data, tmp_path, no_densecrf):

@@ -12,12 +12,16 @@ key means no CRF. Test (:func:`~.writers.ensemble_test`): the kept classes
 are refined before thresholding (``use_crf=False``, ``--no-crf``: not).
 
 The image: the ``img_path`` of the first model member's sample, else
-``{img_dir}/{stem}{img_suffix}`` (``--img-dir`` for ``--prob-dirs``
-members), read grey with mmcv and resized (bilinear) to the probabilities'
-``(H, W)`` (the original image size for model members) if it differs.
+``{img_dir}/{stem}{img_suffix}``, or the one file of that name in its
+subfolders (``--img-dir`` for ``--prob-dirs`` members; hand-bone images
+are ``DCM/{ID}/{name}.png``), read grey with mmcv and resized (bilinear)
+to the probabilities' ``(H, W)`` (the original image size for model
+members) if it differs.
 """
+import os
 import os.path as osp
 import time
+from functools import lru_cache
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -78,6 +82,35 @@ def check_crf_params(params: Optional[Dict] = None,
     return out
 
 
+@lru_cache(maxsize=4)
+def _image_index(img_dir: str) -> Dict[str, list]:
+    """``{file name: [paths]}`` of every file under ``img_dir``."""
+    index = {}
+    for root, _, names in os.walk(img_dir):
+        for name in names:
+            index.setdefault(name, []).append(osp.join(root, name))
+    return index
+
+
+def _find_image(img_dir: str, name: str) -> str:
+    """``{img_dir}/{name}``, else the one ``name`` in its subfolders."""
+    path = osp.join(img_dir, name)
+    if osp.isfile(path):
+        return path
+    if not osp.isdir(img_dir):
+        raise FileNotFoundError(f'--img-dir {img_dir!r} (images for the '
+                                'dense CRF) does not exist')
+    found = _image_index(osp.abspath(img_dir)).get(name)
+    if found is None:  # walked before the file came: walk again
+        _image_index.cache_clear()
+        found = _image_index(osp.abspath(img_dir)).get(name, [])
+    if len(found) > 1:
+        raise ValueError(f'--img-dir {img_dir!r} holds {len(found)} images '
+                         f'named {name!r} ({found[:2]}); the dense CRF '
+                         'needs one per probability file')
+    return found[0] if found else path
+
+
 def item_image(item,
                shape: Tuple[int, int],
                img_dir: Optional[str] = None) -> np.ndarray:
@@ -92,7 +125,7 @@ def item_image(item,
     import mmcv
     path = getattr(item, 'img_path', None)
     if img_dir is not None and path is None:
-        path = osp.join(img_dir, item.name)
+        path = _find_image(img_dir, item.name)
     if path is None:
         raise ValueError('the dense CRF needs the images: with only '
                          '--prob-dirs members give --img-dir DIR '

@@ -204,6 +204,9 @@ def _test_crf(ensemble: Ensemble, thresholds, use_crf: bool,
     spec = load_thresholds(thresholds, ensemble.num_classes)
     names = spec['classes']
     if spec['crf'] and names is not None:
+        if len(names) != ensemble.num_classes:
+            raise ValueError(f'{thresholds} names {len(names)} classes, but '
+                             f'the members predict C={ensemble.num_classes}')
         ensemble.classes = list(names)  # the kept classes are named so
     return crf_refiner(ensemble, spec['crf'], use_crf, img_dir,
                        str(thresholds))

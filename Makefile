@@ -35,6 +35,15 @@ bench: setup
 	$(PY) benchmarks/bench_slide_blend.py
 	$(PY) benchmarks/bench_ensemble.py --images 10 50
 	$(PY) benchmarks/bench_optim_step.py
+	$(PY) benchmarks/bench_brats_convert.py --cases 4 --nproc 2
+	$(PY) benchmarks/bench_brats_hd95.py --cases 3
+	$(PY) benchmarks/bench_brats_case_eval.py --cases 2
+	$(PY) benchmarks/bench_boundary_pipeline.py
+	$(PY) benchmarks/bench_copy_paste.py
+	$(PY) benchmarks/bench_step_gpu.py
+	$(PY) benchmarks/bench_dense_crf.py
+	@echo "the imbalance efficacy benchmark (~45 min on 2 cores) runs on its own:"
+	@echo "  $(PY) benchmarks/bench_imbalance_efficacy.py --iters 300 --seeds 0 1 2"
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_WORK)

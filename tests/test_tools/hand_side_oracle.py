@@ -22,6 +22,9 @@ class HandSideOracleBackbone(nn.Module):
     """``(N, 29, H, W)`` features: +10 where ``col < W / 2`` and channel 0
     is above its image mean, else -10."""
 
+    def __init__(self, init_cfg=None) -> None:
+        super().__init__()
+
     def forward(self, x):
         width = x.shape[-1]
         left = torch.arange(width, device=x.device) < width / 2

@@ -26,5 +26,3 @@ test_pipeline = [
 ]
 test_dataloader = dict(
     dataset=dict(unify_hands=True, pipeline=test_pipeline))
-val_dataloader = test_dataloader
-val_evaluator = dict(type='MultiLabelDiceMetric')

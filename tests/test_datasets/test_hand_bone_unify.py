@@ -206,3 +206,38 @@ def test_insert_unify_flip_and_transform():
     assert unflip_array(img, dict(unify_flip=True)).tolist() == [
         [2, 1, 0], [5, 4, 3]]
     assert unflip_array(img, {}) is img
+
+
+def test_insert_unify_flip_meta_keys_and_tta():
+    keys = ('img_path', 'ori_shape')
+    out = insert_unify_flip([
+        dict(type='LoadImageFromFile'),
+        dict(type='PackMultiLabelSegInputs', meta_keys=keys),
+    ])
+    assert out[-1]['meta_keys'] == keys + ('unify_flip', )
+    out = insert_unify_flip([dict(type='PackSegInputs')])  # mmseg's default
+    assert 'unify_flip' in out[0]['meta_keys']
+    assert 'img_path' in out[0]['meta_keys']
+    tta = insert_unify_flip([
+        dict(type='LoadImageFromFile'),
+        dict(type='TestTimeAug', transforms=[
+            [dict(type='Resize', scale=(8, 8))],
+            [dict(type='LoadMultiLabelAnnotations')],
+            [dict(type='PackMultiLabelSegInputs')],
+        ]),
+    ])
+    assert [t['type'] for t in tta[2]['transforms'][1]] == [
+        'LoadMultiLabelAnnotations', 'UnifyFlip'
+    ]
+    assert tta[1] == dict(type='UnifyFlip')
+
+
+def test_meta_key_added_to_a_config_pipeline(root):
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='PackMultiLabelSegInputs', meta_keys=('img_path', )),
+    ]
+    ds = _build(root, unify_hands=True, pipeline=pipeline)
+    metas = [ds[i]['data_samples'].metainfo for i in range(len(ds))]
+    assert sorted(m['unify_flip'] for m in metas) == [False, False, True,
+                                                      True]

@@ -85,10 +85,55 @@ def _is_loader(t) -> bool:
     return isinstance(name, str) and name.startswith('Load')
 
 
+_PACKERS = ('PackSegInputs', 'PackMultiLabelSegInputs')
+
+
+def _with_meta_key(t):
+    """A packing transform that carries ``unify_flip`` in the metainfo."""
+    if _transform_type(t) not in _PACKERS:
+        return t
+    if isinstance(t, dict):
+        keys = t.get('meta_keys')
+        if keys is None and t.get('type') == 'PackSegInputs':
+            from mmseg.datasets.transforms import PackSegInputs
+            keys = PackSegInputs().meta_keys
+        if keys is not None and UNIFY_KEY not in keys:
+            t = dict(t, meta_keys=tuple(keys) + (UNIFY_KEY, ))
+        return t
+    if UNIFY_KEY not in t.meta_keys:  # a built transform
+        t.meta_keys = tuple(t.meta_keys) + (UNIFY_KEY, )
+    return t
+
+
+def _insert(pipeline: Sequence) -> List:
+    out = []
+    for t in pipeline:
+        if isinstance(t, dict) and t.get('type') == 'TestTimeAug':
+            t = dict(t, transforms=[_insert(alternatives)
+                                    for alternatives in t['transforms']])
+        out.append(_with_meta_key(t))
+        if _is_loader(t):
+            out.append(dict(type='UnifyFlip'))
+    return out
+
+
+def _has_unify(pipeline) -> bool:
+    for t in pipeline:
+        if _transform_type(t) == 'UnifyFlip':
+            return True
+        if isinstance(t, dict) and t.get('type') == 'TestTimeAug' and any(
+                _has_unify(a) for a in t['transforms']):
+            return True
+    return False
+
+
 def insert_unify_flip(pipeline: Sequence) -> List:
     """``pipeline`` with a :class:`UnifyFlip` after every ``Load*``
-    transform (configs or built transforms); unchanged if it already has a
-    ``UnifyFlip`` (the user placed it) or loads nothing.
+    transform (configs or built transforms, also inside ``TestTimeAug``),
+    and ``unify_flip`` added to the ``meta_keys`` of ``PackSegInputs`` /
+    ``PackMultiLabelSegInputs`` that lack it (so the segmentor can flip the
+    outputs back). No ``UnifyFlip`` is added if the pipeline has one (the
+    user placed it).
 
     Examples:
         >>> insert_unify_flip([dict(type='LoadImageFromFile'),
@@ -97,14 +142,9 @@ def insert_unify_flip(pipeline: Sequence) -> List:
 {'type': 'Resize', 'scale': (8, 8)}]
     """
     pipeline = list(pipeline or [])
-    if any(_transform_type(t) == 'UnifyFlip' for t in pipeline):
-        return pipeline
-    out = []
-    for t in pipeline:
-        out.append(t)
-        if _is_loader(t):
-            out.append(dict(type='UnifyFlip'))
-    return out
+    if _has_unify(pipeline):
+        return [_with_meta_key(t) for t in pipeline]
+    return _insert(pipeline)
 
 
 def unflip_array(array, metainfo: dict):

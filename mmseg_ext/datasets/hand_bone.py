@@ -121,6 +121,28 @@ _CONVERT_HINT = ('run `python tools/dataset_converters/hand_bone.py {root}` '
                  'writes the patient-grouped fold files')
 
 
+def _warn_horizontal_flip(pipeline) -> None:
+    """Warn about a horizontal ``RandomFlip``/``Albu HorizontalFlip``: it
+    turns unified (right) hands back into left ones."""
+    for t in pipeline:
+        if not isinstance(t, dict):
+            continue
+        direction = t.get('direction', 'horizontal')
+        names = [t.get('type')] + [
+            a.get('type') for a in t.get('transforms', [])
+            if isinstance(a, dict)
+        ] if t.get('type') == 'Albu' else [t.get('type')]
+        flips = (t.get('type') == 'RandomFlip' and t.get('prob') and (
+            direction == 'horizontal' or 'horizontal' in direction)) or \
+            'HorizontalFlip' in names
+        if flips:
+            print_log(
+                'HandBoneDataset(unify_hands=True): the pipeline flips '
+                f'horizontally ({t}), which mirrors unified right hands back '
+                'into left ones; drop it (or use unify_hands=False)',
+                logger='current', level=30)
+
+
 @DATASETS.register_module()
 class HandBoneDataset(PackedMultiLabelDataset):
     """The hand-bone X-ray segmentation dataset (competition layout).
@@ -228,6 +250,7 @@ class HandBoneDataset(PackedMultiLabelDataset):
         self.unknown_side = unknown_side
         if unify_hands:
             kwargs['pipeline'] = insert_unify_flip(kwargs.get('pipeline', []))
+            _warn_horizontal_flip(kwargs['pipeline'])
         if split not in SPLITS:
             raise ValueError(f'`split` should be one of {SPLITS}, but got '
                              f'{split!r}')

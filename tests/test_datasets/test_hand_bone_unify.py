@@ -241,3 +241,33 @@ def test_meta_key_added_to_a_config_pipeline(root):
     metas = [ds[i]['data_samples'].metainfo for i in range(len(ds))]
     assert sorted(m['unify_flip'] for m in metas) == [False, False, True,
                                                       True]
+
+
+@pytest.mark.parametrize('transform, warns', [
+    (dict(type='RandomFlip', prob=0.5), True),
+    (dict(type='RandomFlip', prob=0.5, direction='vertical'), False),
+    (dict(type='RandomFlip', prob=0.5, direction=['horizontal',
+                                                  'vertical']), True),
+    (dict(type='Albu', transforms=[dict(type='HorizontalFlip')]), True),
+    (dict(type='Albu', transforms=[dict(type='GaussianBlur')]), False),
+])
+def test_horizontal_flip_in_the_pipeline_warns(root, monkeypatch, transform,
+                                               warns):
+    import mmseg_ext.datasets.hand_bone as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    _build(root, unify_hands=True, pipeline=LOAD_PACK[:1] + [transform])
+    assert any('mirrors unified right hands' in m for m in logged) is warns
+
+
+def test_unify_base_config():
+    from mmengine import Config
+    cfg = Config.fromfile(osp.join(
+        osp.dirname(osp.dirname(osp.dirname(__file__))), 'configs', '_base_',
+        'datasets', 'hand_bone_unify.py'))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[key].dataset.type == 'HandBoneDataset'
+        assert cfg[key].dataset.unify_hands is True
+    assert 'RandomFlip' not in [
+        t['type'] for t in cfg.train_dataloader.dataset.pipeline]

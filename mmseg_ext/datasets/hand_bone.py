@@ -116,6 +116,8 @@ def resolve_hand_side(rel: str, hand_side: HandSide = None) -> Optional[str]:
                 side = _side_value(hand_side[key], f'hand_side[{key!r}]')
                 break
     return side or hand_side_from_name(rel)
+
+
 _CONVERT_HINT = ('run `python tools/dataset_converters/hand_bone.py {root}` '
                  'first: it rasterises the polygons into packed labels and '
                  'writes the patient-grouped fold files')

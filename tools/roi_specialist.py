@@ -20,7 +20,11 @@ Two subcommands:
   inside the box by the specialist's (outside it the general prediction is
   kept; ``--outside clear`` clears it) and write a packed PNG to
   ``OUT/{same relative path}``. Predictions without a carpal pixel are
-  copied unchanged. Feed ``OUT`` to
+  copied unchanged. Boxes are in the original orientation; a specialist
+  trained with ``HandBoneDataset(unify_hands=True)`` (its config's test or
+  train dataset) gets a left hand's crop flipped and its prediction is
+  flipped back (``make-dataset`` keeps the ``_L``/``_R`` names, so the
+  crop dataset unifies the same way). Feed ``OUT`` to
   ``tools/hand_bone_submission.py --pred-dir OUT``. Multi-process:
   ``bash tools/dist_tool.sh tools/roi_specialist.py N paste ...`` shards
   the predictions over the processes (one GPU each).
@@ -243,6 +247,7 @@ def paste_predictions(pred_dir: str,
             f'{len(missing)} prediction(s) of {pred_dir} have no image of '
             f'the same name under {img_dir}, e.g. {missing[0]}')
     model = init_model(config, checkpoint, device=device)
+    unify = specialist_unify_sides(model.cfg)
     # mmseg's inference_model reads `cfg.test_pipeline`; the crops have no
     # label: no annotation loading
     pipeline = model.cfg.get('test_pipeline', None) or \
@@ -255,7 +260,7 @@ def paste_predictions(pred_dir: str,
         for position in shard(len(preds)):
             _paste_one(model, preds[position], pred_dir, images, out_dir,
                        margin, min_size, outside, class_ids, pasted,
-                       unchanged)
+                       unchanged, unify, img_dir)
             advance_progress(bar, position, len(preds))
     except Exception as err:  # noqa: B902 (raised on every rank)
         error = err
@@ -266,10 +271,49 @@ def paste_predictions(pred_dir: str,
                 unchanged=sorted(sum_over_ranks(unchanged)))
 
 
+def specialist_unify_sides(cfg):
+    """``flip(rel) -> bool`` if the specialist was trained on unified hands
+    (its test, else train, ``HandBoneDataset`` has ``unify_hands=True``:
+    a left hand's crop is flipped before it and its prediction flipped
+    back), else None. The side comes from the dataset's ``hand_side`` and
+    the ``_L``/``_R`` name, as in :class:`HandBoneDataset`."""
+    from mmseg_ext.datasets.hand_bone import (load_hand_side_mapping,
+                                              resolve_hand_side)
+    ds = None
+    for key in ('test_dataloader', 'train_dataloader'):
+        ds = (cfg.get(key) or {}).get('dataset')
+        while isinstance(ds, dict) and 'unify_hands' not in ds and \
+                isinstance(ds.get('dataset'), dict):
+            ds = ds['dataset']  # dataset wrappers
+        if isinstance(ds, dict) and 'unify_hands' in ds:
+            break
+    if not isinstance(ds, dict) or not ds.get('unify_hands'):
+        return None
+    hand_side = ds.get('hand_side')
+    if isinstance(hand_side, str):
+        hand_side = load_hand_side_mapping(hand_side)
+    keep = ds.get('unknown_side', 'error') == 'keep'
+
+    def flip(rel: str) -> bool:
+        side = resolve_hand_side(rel, hand_side)
+        if side is None and not keep:
+            raise ValueError(
+                f'{rel}: the specialist unifies hands (unify_hands=True) but '
+                'the side of this image is unknown: its name has no _L/_R '
+                "suffix and the config's `hand_side` does not list it")
+        return side == 'L'
+
+    return flip
+
+
 def _paste_one(model, rel, pred_dir, images, out_dir, margin, min_size,
-               outside, class_ids, pasted, unchanged) -> None:
+               outside, class_ids, pasted, unchanged, unify=None,
+               img_dir=None) -> None:
     """Paste the specialist into the prediction ``rel``; append ``rel`` to
-    ``pasted`` or ``unchanged``."""
+    ``pasted`` or ``unchanged``. Boxes, crops and pastes are in the
+    original orientation; with ``unify`` (:func:`specialist_unify_sides`)
+    a left hand's crop is flipped for the specialist and its prediction
+    flipped back."""
     from mmseg.apis import inference_model
 
     img_path = images[osp.basename(rel)]
@@ -290,8 +334,15 @@ def _paste_one(model, rel, pred_dir, images, out_dir, margin, min_size,
             f'{masks.shape[1:]} should have the size {img.shape[:2]} of '
             f'{img_path}')
     crop = np.ascontiguousarray(crop_roi(img, box))
+    flip = unify is not None and unify(
+        osp.relpath(img_path, img_dir).replace(os.sep, '/')
+        if img_dir else rel)
+    if flip:
+        crop = np.ascontiguousarray(crop[:, ::-1])
     result = inference_model(model, crop)
     roi = result.pred_sem_seg.data.cpu().numpy()
+    if flip:  # back to the original orientation
+        roi, crop = roi[..., ::-1], crop[:, ::-1]
     if roi.ndim != 3 or roi.shape[1:] != crop.shape[:2]:
         raise ValueError(
             f'the specialist should predict (C, h, w) = (C, '

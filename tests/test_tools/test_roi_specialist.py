@@ -228,3 +228,69 @@ def test_paste_two_processes_match_one(tools, hand_bone_root,
     for name in names:
         assert (tmp_path / 'one' / name).read_bytes() == \
             (tmp_path / 'two' / name).read_bytes()
+
+
+@pytest.fixture(scope='module')
+def oracle_ckpt(tools, tmp_path_factory):
+    """The hand-side oracle (hand_side_oracle.py) of a unify-hands config."""
+    from hand_side_oracle import init_identity_head
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(osp.join(tools.config_dir, ORACLE))
+    model = MODELS.build(cfg.model)
+    init_identity_head(model)
+    path = str(tmp_path_factory.mktemp('roi_oracle') / 'oracle.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(
+        dataset_meta=dict(classes=HAND_BONE_CLASSES))), path)
+    return path
+
+
+ORACLE = 'tiny_oracle_handbone-unify.py'
+
+
+@pytest.mark.parametrize('unify', [True, False])
+def test_paste_unified_specialist_round_trip(tools, hand_bone_root,
+                                             oracle_ckpt, tmp_path, unify):
+    """A specialist trained on unified hands sees a left hand's crop flipped
+    and its prediction is pasted back flipped: the paste is the oracle's
+    prediction of the crop in the original orientation, for both sides."""
+    from hand_side_oracle import oracle_masks
+    from mmseg_ext.datasets.hand_bone import hand_side_from_name
+    tool = _load_tool(tools)
+    img_dir = osp.join(hand_bone_root, 'train', 'DCM')
+    label_dir = osp.join(hand_bone_root, 'train', 'packed_labels')
+    rels = sorted(
+        osp.relpath(p, label_dir)
+        for p in glob.glob(osp.join(label_dir, '*', '*.png')))[:2]
+    assert sorted(hand_side_from_name(r) for r in rels) == ['L', 'R']
+    pred_dir = str(tmp_path / 'general')
+    general = {}
+    for rel in rels:
+        masks = unpack_multilabel(
+            read_packed_label(osp.join(label_dir, rel), C), C) == 1
+        write_packed_label(osp.join(pred_dir, osp.basename(rel)),
+                           pack_multilabel(masks))
+        general[rel] = masks
+    config = osp.join(tools.config_dir, ORACLE)
+    if not unify:
+        cfg = Config.fromfile(config)
+        cfg.test_dataloader.dataset.unify_hands = False
+        cfg.train_dataloader.dataset.unify_hands = False
+        config = str(tmp_path / 'plain.py')
+        cfg.dump(config)
+    out_dir = str(tmp_path / 'pasted')
+    tool.paste_predictions(pred_dir, config, oracle_ckpt, img_dir, out_dir,
+                           margin=0.1)
+    for rel, masks in general.items():
+        out = unpack_multilabel(read_packed_label(
+            osp.join(out_dir, osp.basename(rel)), C), C) == 1
+        x1, y1, x2, y2 = roi_from_masks(masks, CARPALS, margin=0.1)
+        crop = cv2.imread(osp.join(img_dir, rel), cv2.IMREAD_COLOR)[
+            y1:y2, x1:x2]
+        left = hand_side_from_name(rel) == 'L'
+        expected = oracle_masks(crop, flipped=unify and left)[CARPALS]
+        np.testing.assert_array_equal(out[CARPALS][:, y1:y2, x1:x2],
+                                      expected)
+        if left:  # the test can fail: the two orientations differ
+            assert not np.array_equal(
+                expected, oracle_masks(crop, flipped=not unify)[CARPALS])
+        np.testing.assert_array_equal(out[OTHERS], masks[OTHERS])

@@ -309,7 +309,9 @@ class PackMultiLabelSegInputs(PackSegInputs):
             stored in the metainfo. Defaults to None (``results
             ['num_classes']`` is used if present).
         meta_keys (Sequence[str]): As ``PackSegInputs``, plus
-            ``'num_classes'``.
+            ``'num_classes'`` and ``'unify_flip'`` (set by datasets that
+            flip samples at load, see :class:`UnifyFlip`; the segmentor
+            flips its outputs back).
 
     Raises:
         ValueError: if the map is not uint16 ``(H, W, K)`` with ``K <= 4``
@@ -321,7 +323,8 @@ class PackMultiLabelSegInputs(PackSegInputs):
                  meta_keys: Sequence[str] = (
                      'img_path', 'seg_map_path', 'ori_shape', 'img_shape',
                      'pad_shape', 'scale_factor', 'flip', 'flip_direction',
-                     'reduce_zero_label', 'num_classes')) -> None:
+                     'reduce_zero_label', 'num_classes', 'unify_flip')
+                 ) -> None:
         super().__init__(meta_keys=meta_keys)
         self.num_classes = _check_num_classes(num_classes)
 

@@ -21,6 +21,11 @@ from torch import Tensor
 from mmseg_ext.utils.postprocess import remove_small_components
 from .slide_inference import BLEND_MODES
 
+# Metainfo key of a sample flipped at load (the value of
+# mmseg_ext.datasets.transforms.unify_flip.UNIFY_KEY; not imported, models
+# do not depend on datasets).
+UNIFY_KEY = 'unify_flip'
+
 __all__ = ['MultiLabelEncoderDecoder', 'remove_small_components']
 
 FLIP_DIMS = dict(horizontal=(3, ), vertical=(2, ))
@@ -260,8 +265,11 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
 
         Per image: crop the padding (``img_padding_size`` or
         ``padding_size``), undo a pipeline flip, resize to ``ori_shape``
-        (bilinear, ``align_corners`` of the head), threshold per class and
-        remove components below ``min_area``. Without ``data_samples`` the
+        (bilinear, ``align_corners`` of the head), undo a load-time flip
+        (``unify_flip`` in the metainfo, :class:`UnifyFlip`: the
+        probabilities, masks and ``gt_sem_seg`` are returned in the original
+        orientation), threshold per class and remove components below
+        ``min_area``. Without ``data_samples`` the
         probabilities are used at their size.
 
         Args:
@@ -301,6 +309,14 @@ class MultiLabelEncoderDecoder(EncoderDecoder):
                     mode='bilinear',
                     align_corners=self.align_corners,
                     warning=False)
+                if meta.get(UNIFY_KEY, False):
+                    # flipped at load (UnifyFlip): back to the original
+                    # orientation, the ground truth too, so metrics compare
+                    # like with like and everything saved is original.
+                    probs = probs.flip(-1)
+                    if 'gt_sem_seg' in data_samples[i]:
+                        data_samples[i].gt_sem_seg = PixelData(
+                            data=data_samples[i].gt_sem_seg.data.flip(-1))
             probs = probs[0]
             pred = (probs > thresholds).to(torch.uint8)
             pred = self.filter_small_components(pred, min_areas)

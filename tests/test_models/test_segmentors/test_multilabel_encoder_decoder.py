@@ -156,6 +156,30 @@ def test_postprocess_removes_padding_flip_and_resizes():
     assert out.pred_sem_seg.data.shape == (2, 10, 12)
 
 
+@pytest.mark.parametrize('unify_flip', [True, False])
+def test_postprocess_flips_unified_samples_back(unify_flip):
+    """A sample flipped at load (``unify_flip``, e.g. a left hand): its
+    probabilities, masks and ground truth come back in the original
+    orientation; other samples are untouched."""
+    from mmengine.structures import PixelData
+    model = build('MLTestRampBackbone')
+    probs = torch.zeros(1, 2, 3, 4)
+    probs[0, 0, :, 0] = 0.9  # first model column: the unified left edge
+    probs[0, 1, 1, 1] = 0.8
+    batch = samples(3, 4, unify_flip=unify_flip)
+    gt = torch.arange(12, dtype=torch.int16).view(1, 3, 4)
+    batch[0].gt_sem_seg = PixelData(data=gt.clone())
+    out = model.postprocess_result(probs.clone(), batch)[0]
+    expected = probs[0].flip(-1) if unify_flip else probs[0]
+    torch.testing.assert_close(out.seg_logits.data, expected)
+    mask = out.pred_sem_seg.data
+    col = 3 if unify_flip else 0
+    assert mask[0, :, col].tolist() == [1, 1, 1] and mask[0].sum() == 3
+    assert mask[1, 1, 2 if unify_flip else 1] == 1 and mask[1].sum() == 1
+    expected_gt = gt.flip(-1) if unify_flip else gt
+    assert torch.equal(out.gt_sem_seg.data, expected_gt)
+
+
 def test_per_class_threshold_and_min_area():
     model = build(
         'MLTestRampBackbone',

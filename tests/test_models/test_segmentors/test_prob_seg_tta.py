@@ -185,6 +185,37 @@ def test_test_step_flip_matches_module():
                        ((probs[0] + probs[1]) / 2).argmax(0, keepdim=True))
 
 
+def test_test_step_unified_sample_flips_back_once():
+    """A sample flipped at load (``unify_flip``, a left hand) under TTA
+    (plain + flipped pass): each augmentation is flipped back by the module,
+    so the merged output is the unflagged one, mirrored."""
+    tta = build_tta(dict(multilabel_model(),
+                         data_preprocessor=dict(type='SegDataPreProcessor')))
+    tta.eval()
+    img = torch.arange(3 * 4 * 5, dtype=torch.float32).view(3, 4, 5) % 7
+
+    def batch(unify):
+        inputs, samples = [], []
+        for flip in (False, True):
+            meta = dict(img_path='x_L.png', ori_shape=(4, 5),
+                        img_shape=(4, 5), pad_shape=(4, 5), flip=flip,
+                        flip_direction='horizontal' if flip else None,
+                        unify_flip=unify)
+            inputs.append([img.flip(-1) if flip else img])
+            samples.append([SegDataSample(metainfo=meta)])
+        return dict(inputs=inputs, data_samples=samples)
+
+    with torch.no_grad():
+        plain = tta.test_step(batch(False))[0]
+        unified = tta.test_step(batch(True))[0]
+    assert not torch.allclose(plain.seg_logits.data,
+                              plain.seg_logits.data.flip(-1))
+    torch.testing.assert_close(unified.seg_logits.data,
+                               plain.seg_logits.data.flip(-1))
+    assert torch.equal(unified.pred_sem_seg.data,
+                       plain.pred_sem_seg.data.flip(-1))
+
+
 def test_runner_tta_multilabel(tmp_path):
     """``tools/test.py --tta`` path: a real Runner test of a tiny
     multi-label segmentor wrapped in ProbSegTTAModel, scales x flips."""

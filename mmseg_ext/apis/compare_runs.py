@@ -569,6 +569,30 @@ def _evaluator_files(cfg, work_dir: str, suffix: str) -> List[str]:
     return paths
 
 
+def _evaluator_out_csvs(cfg, work_dir: str) -> List[str]:
+    """CSVs in the evaluators' ``out_dir`` folders (``BraTSMetric`` writes
+    ``{out_dir}/per_case.csv`` there), ``per_case.csv`` first; relative
+    folders tried from the current folder and the work dir."""
+    paths = []
+    for key in ('test_evaluator', 'val_evaluator'):
+        evaluators = cfg.get(key) if cfg is not None else None
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        for ev in evaluators or []:
+            folder = ev.get('out_dir') if isinstance(ev, dict) else None
+            if not isinstance(folder, str):
+                continue
+            for cand in ([folder] if osp.isabs(folder) else
+                         [folder, osp.join(work_dir, folder)]):
+                if osp.isdir(cand):
+                    found = sorted(glob.glob(osp.join(cand, '*.csv')))
+                    paths += sorted(
+                        found,
+                        key=lambda p: osp.basename(p) != 'per_case.csv')
+                    break
+    return paths
+
+
 def _per_class_from_json(paths: Sequence[str]) -> Optional[dict]:
     from mmseg_ext.evaluation.metrics.per_class_json import (
         PerClassJSONError, read_per_class_json)
@@ -676,8 +700,9 @@ def _read_run(work_dir: str, name: str, metric: Optional[str]) -> dict:
         _evaluator_files(cfg, work_dir, '_json') +
         sorted(glob.glob(osp.join(work_dir, '*.json'))))
     per_case = None
-    csvs = _evaluator_files(cfg, work_dir, '_csv') + sorted(
-        glob.glob(osp.join(work_dir, '*.csv')))
+    csvs = (_evaluator_files(cfg, work_dir, '_csv') +
+            _evaluator_out_csvs(cfg, work_dir) +
+            sorted(glob.glob(osp.join(work_dir, '*.csv'))))
     for run_dir in reversed(run_dirs):  # a test run's outputs, newest first
         csvs += sorted(glob.glob(osp.join(run_dir, '*.csv')))
     for path in csvs:

@@ -427,6 +427,26 @@ def test_per_case_csv_named_by_the_evaluator(tmp_path):
     assert run['per_class']['metrics']['hd95'].tolist() == [7.5]
 
 
+def test_per_case_csv_in_the_evaluator_out_dir(tmp_path):
+    # BraTSMetric(out_dir=...) writes per_case.csv beside reports.csv,
+    # whose first column is case_id too: per_case.csv is the one read.
+    wd = _write_run(tmp_path, 'r', [(1, dict(mDice=1.0))])
+    out = tmp_path / 'brats_out'
+    out.mkdir()
+    with open(osp.join(wd, '20240101_120000', 'vis_data', 'config.py'),
+              'a') as f:
+        f.write(f"test_evaluator = dict(type='BraTSMetric', "
+                f"out_dir={str(out)!r})\n")
+    (out / 'reports.csv').write_text('case_id,region,volume_cm3\n'
+                                     'BraTS-001,WT,12.0\n')
+    (out / 'per_case.csv').write_text('case_id,WT_dice,WT_hd95\n'
+                                      'BraTS-001,0.25,3.5\n')
+    run = read_run(wd)
+    assert run['per_case']['source'] == str(out / 'per_case.csv')
+    assert run['per_class']['metrics']['hd95'].tolist() == [3.5]
+    assert run['per_class']['metrics']['dice'].tolist() == [0.25]
+
+
 def test_cost_axis_option(two_runs, tmp_path):
     with pytest.raises(ValueError, match='needs the speed'):
         compare_runs(two_runs, str(tmp_path / 'o'), cost='speed',

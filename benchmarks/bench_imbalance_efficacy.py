@@ -105,7 +105,8 @@ def make_data(root: str, size: int) -> dict:
 
 
 def build_cfg(name: str, seed: int, iters: int, data_root: str,
-              work_dir: str, size: int = 64, batch_size: int = 4) -> Config:
+              work_dir: str, size: int = 64, batch_size: int = 4,
+              beta: float = 0.99999) -> Config:
     """The demo config with the variant ``name`` swapped in."""
     losses, method, extras = VARIANTS[name]
     cfg = Config.fromfile(BASE_CONFIG)
@@ -121,7 +122,7 @@ def build_cfg(name: str, seed: int, iters: int, data_root: str,
     cfg.custom_hooks = []
     if method is not None:
         cfg.custom_hooks.append(dict(type='ClassWeightHook', method=method,
-                                     beta=0.99999, num_workers=0))
+                                     beta=beta, num_workers=0))
     cfg.param_scheduler = [
         dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=iters,
              by_epoch=False)
@@ -168,10 +169,11 @@ def build_cfg(name: str, seed: int, iters: int, data_root: str,
 
 
 def run_one(name: str, seed: int, iters: int, data_root: str,
-            work_dir: str, size: int, batch_size: int) -> dict:
+            work_dir: str, size: int, batch_size: int,
+            beta: float = 0.99999) -> dict:
     """Train and test one (variant, seed); per-class test Dice."""
     cfg = build_cfg(name, seed, iters, data_root, work_dir, size,
-                    batch_size)
+                    batch_size, beta)
     cfg.experiment_name = f'efficacy_{abs(hash((name, seed)))}'
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
@@ -247,6 +249,10 @@ def parse_args(argv=None):
                         help='image side (a multiple of 16; the demo '
                         'default is 128, 64 keeps a CPU run short)')
     parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--beta', type=float, default=None,
+                        help='effective_num beta (default 0.99999 at 64, '
+                        'scaled to keep (1 - beta) x pixels per image: '
+                        '1 - 2.5e-6 at 128)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads')
     parser.add_argument('--out', default='/tmp/bench_imbalance_efficacy',
@@ -265,6 +271,8 @@ def parse_args(argv=None):
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f'unknown variants {unknown}; known: {list(VARIANTS)}')
+    if args.beta is None:
+        args.beta = 1 - 1e-5 * (64 / args.size)**2
     if args.iters < 1:
         parser.error(f'--iters should be >= 1, but got {args.iters}')
     return args
@@ -301,7 +309,7 @@ def main(argv=None) -> list:
             slug = ''.join(c if c.isalnum() else '_' for c in name)
             work_dir = osp.join(args.out, 'work', f'{slug}_s{seed}')
             run = run_one(name, seed, args.iters, data_root, work_dir,
-                          args.size, args.batch_size)
+                          args.size, args.batch_size, args.beta)
             runs.append(run)
             print(f"{name} seed {seed}: mDice {np.mean(run['dice']):.1f}, "
                   f"per class {[round(v, 1) for v in run['dice']]} "

@@ -156,3 +156,24 @@ def test_class_weight_hook_counts_packed_labels(hand_bone_root, tmp_path):
     assert weights.mean() == pytest.approx(1.0)
     for loss in runner.model.decode_head.loss_decode:
         assert loss.class_weight == pytest.approx(list(weights))
+
+
+def test_per_item_rows_equal_direct_counts(hand_bone_root, tmp_path):
+    # RareClassSampler's per-image counts of packed labels (overlaps count
+    # for every class they belong to).
+    dataset = DATASETS.build(dict(type='HandBoneDataset',
+                                  data_root=hand_bone_root, split='all',
+                                  pipeline=[]))
+    rows, info = count_dataset_pixels(dataset, num_workers=0,
+                                      cache_dir=str(tmp_path),
+                                      per_item=True, show_progress=False)
+    expected = np.stack([
+        _direct_counts(dataset.get_data_info(i)['seg_map_path'])
+        for i in range(len(dataset))])
+    assert rows.shape == (len(dataset), C)
+    assert rows.tolist() == expected.tolist()
+    assert (expected.sum(0) > 0).all()
+    again, info = count_dataset_pixels(dataset, num_workers=0,
+                                       cache_dir=str(tmp_path),
+                                       per_item=True, show_progress=False)
+    assert info['cache_hit'] and again.tolist() == expected.tolist()

@@ -121,3 +121,20 @@ def test_read_image_size_reads_the_header_only(building_root, tmp_path):
     with pytest.raises(ValueError, match='cannot read the size'):
         read_image_size(str(bad))
 
+
+
+def test_per_item_rows_equal_each_decoded_row(building_root, tmp_path):
+    # RareClassSampler's per-image counts, straight from the RLE runs.
+    dataset = _dataset(building_root)
+    rows, info = count_dataset_pixels(dataset, num_workers=0,
+                                      cache_dir=str(tmp_path),
+                                      per_item=True, show_progress=False)
+    expected = [[int(dataset[i]['gt_seg_map'].sum())]
+                for i in range(len(dataset))]
+    assert rows.shape == (len(dataset), 1)
+    assert rows.tolist() == expected
+    assert sum(r[0] for r in expected) > 0
+    totals, info = count_dataset_pixels(dataset, num_workers=0,
+                                        cache_dir=str(tmp_path),
+                                        show_progress=False)
+    assert info['cache_hit'] and totals.tolist() == rows.sum(0).tolist()

@@ -122,7 +122,6 @@ def test_read_image_size_reads_the_header_only(building_root, tmp_path):
         read_image_size(str(bad))
 
 
-
 def test_per_item_rows_equal_each_decoded_row(building_root, tmp_path):
     # RareClassSampler's per-image counts, straight from the RLE runs.
     dataset = _dataset(building_root)

@@ -86,7 +86,7 @@ def load_hand_side_mapping(path: str) -> Dict[str, str]:
     with open(path, encoding='utf-8') as f:
         try:
             data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f'hand-side mapping {path}: not JSON ({e})') \
                 from None
     if not isinstance(data, dict):

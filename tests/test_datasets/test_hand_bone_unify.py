@@ -271,3 +271,43 @@ def test_unify_base_config():
         assert cfg[key].dataset.unify_hands is True
     assert 'RandomFlip' not in [
         t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+
+
+hypothesis = pytest.importorskip('hypothesis')
+st = hypothesis.strategies
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=4), inner, max_size=3),
+    max_leaves=6)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.sampled_from(['L', 'R', 'l', 'right', 'Left '])))
+def test_hand_side_json_round_trip(tmp_path_factory, mapping):
+    from mmseg_ext.datasets.hand_bone import load_hand_side_mapping
+    path = str(tmp_path_factory.mktemp('sides') / 'sides.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(mapping, f)
+    expected = {k: 'L' if v.strip().lower() in ('l', 'left') else 'R'
+                for k, v in mapping.items()}
+    assert load_hand_side_mapping(path) == expected
+
+
+@hypothesis.settings(max_examples=80, deadline=None)
+@hypothesis.given(st.one_of(
+    json_values.map(json.dumps).map(str.encode),
+    st.binary(max_size=24)))
+def test_hand_side_json_bad_input_names_the_file(tmp_path_factory, raw):
+    from mmseg_ext.datasets.hand_bone import load_hand_side_mapping
+    path = str(tmp_path_factory.mktemp('sides') / 'sides.json')
+    with open(path, 'wb') as f:
+        f.write(raw)
+    try:
+        sides = load_hand_side_mapping(path)
+    except ValueError as err:
+        assert path in str(err)
+    else:  # only an object of sides is accepted
+        assert set(sides.values()) <= {'L', 'R'}
